@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# build.sh [BUILD_DIR] [extra cmake args...]: configure and build specreason against the cached
+# llama.cpp (scripts/setup.sh builds it on first use). Prints nothing but progress on stderr.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+dir=${1:-$root/build}
+[ $# -gt 0 ] && shift
+prefix=$("$root/scripts/setup.sh" | tail -1)
+gen=(); command -v ninja >/dev/null 2>&1 && gen=(-G Ninja)
+if [ ! -f "$dir/CMakeCache.txt" ]; then
+    cmake -S "$root" -B "$dir" "${gen[@]}" -DCMAKE_PREFIX_PATH="$prefix" "$@" >&2
+else
+    cmake -S "$root" -B "$dir" -DCMAKE_PREFIX_PATH="$prefix" "$@" >/dev/null
+fi
+cmake --build "$dir" -j "${SR_JOBS:-$(nproc)}" >&2

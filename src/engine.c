@@ -1,0 +1,216 @@
+/*
+ * engine.c: the public API: engines (loaded models), sessions (per-problem contexts), runs,
+ * and the JSON form of a result.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct sr_engine {
+    struct sr_llama_model *small;
+    struct sr_llama_model *base;
+};
+
+struct sr_session {
+    struct sr_engine *engine;
+    struct sr_lm *small;
+    struct sr_lm *base;
+    char errmsg[512];
+};
+
+void sr_log_set_internal(sr_log_fn fn, void *user, enum sr_log_level min_level);
+
+void sr_log_set(sr_log_fn fn, void *user, enum sr_log_level min_level) {
+    sr_log_set_internal(fn, user, min_level);
+    sr_llama_log_install();
+}
+
+struct sr_engine_params sr_engine_default_params(void) {
+    struct sr_engine_params p;
+    memset(&p, 0, sizeof p);
+    return p;
+}
+
+enum sr_status sr_engine_init(const struct sr_engine_params *p, struct sr_engine **out, struct sr_error *err) {
+    if (!out) return sr_seterr(err, SR_ERR_INVALID_ARG, "no output pointer");
+    *out = NULL;
+    if (!p) return sr_seterr(err, SR_ERR_INVALID_ARG, "no parameters");
+    if (!p->small.path && !p->base.path) return sr_seterr(err, SR_ERR_INVALID_ARG, "no model path given");
+    struct sr_engine *e = calloc(1, sizeof *e);
+    if (!e) return sr_seterr(err, SR_ERR_NOMEM, "out of memory");
+    enum sr_status st = SR_OK;
+    if (p->small.path) st = sr_llama_model_load(&p->small, "small", &e->small, err);
+    if (st == SR_OK && p->base.path) st = sr_llama_model_load(&p->base, "base", &e->base, err);
+    if (st != SR_OK) {
+        sr_engine_free(e);
+        return st;
+    }
+    *out = e;
+    return SR_OK;
+}
+
+void sr_engine_free(struct sr_engine *e) {
+    if (!e) return;
+    sr_llama_model_free(e->small);
+    sr_llama_model_free(e->base);
+    free(e);
+}
+
+int sr_engine_model_desc(const struct sr_engine *e, bool base, char *buf, size_t size) {
+    const struct sr_llama_model *m = base ? e->base : e->small;
+    if (!m) return -1;
+    return sr_llama_model_desc(m, buf, size);
+}
+
+enum sr_status sr_session_init(struct sr_engine *e, struct sr_session **out, struct sr_error *err) {
+    if (!out) return sr_seterr(err, SR_ERR_INVALID_ARG, "no output pointer");
+    *out = NULL;
+    if (!e) return sr_seterr(err, SR_ERR_INVALID_ARG, "no engine");
+    struct sr_session *s = calloc(1, sizeof *s);
+    if (!s) return sr_seterr(err, SR_ERR_NOMEM, "out of memory");
+    s->engine = e;
+    enum sr_status st = SR_OK;
+    if (e->small) st = sr_llama_lm_init(e->small, &s->small, err);
+    if (st == SR_OK && e->base) st = sr_llama_lm_init(e->base, &s->base, err);
+    if (st != SR_OK) {
+        sr_session_free(s);
+        return st;
+    }
+    *out = s;
+    return SR_OK;
+}
+
+void sr_session_free(struct sr_session *s) {
+    if (!s) return;
+    if (s->small) s->small->ops->free(s->small);
+    if (s->base) s->base->ops->free(s->base);
+    free(s);
+}
+
+struct sr_lm *sr_session_lm(struct sr_session *s, bool base) { return base ? s->base : s->small; }
+
+const char *sr_session_errmsg(const struct sr_session *s) { return s ? s->errmsg : "no session"; }
+
+enum sr_status sr_session_run(struct sr_session *s, const char *problem, const struct sr_run_params *params,
+                              struct sr_result **out) {
+    if (!out) return SR_ERR_INVALID_ARG;
+    *out = NULL;
+    if (!s) return SR_ERR_INVALID_ARG;
+    s->errmsg[0] = '\0';
+    return sr_loop_run(s->small, s->base, problem, params, out, s->errmsg, sizeof s->errmsg);
+}
+
+enum sr_status sr_run(struct sr_engine *e, const char *problem, const struct sr_run_params *params,
+                      struct sr_result **out, struct sr_error *err) {
+    if (out) *out = NULL;
+    struct sr_session *s = NULL;
+    enum sr_status st = sr_session_init(e, &s, err);
+    if (st != SR_OK) return st;
+    st = sr_session_run(s, problem, params, out);
+    if (st != SR_OK) sr_seterr(err, st, "%s", s->errmsg);
+    sr_session_free(s);
+    return st;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* JSON                                                                                       */
+
+static void key(struct sr_buf *b, const char *k, bool *first) {
+    if (!*first) sr_buf_puts(b, ",");
+    *first = false;
+    sr_buf_json_str(b, k, strlen(k));
+    sr_buf_puts(b, ":");
+}
+
+static void kv_num(struct sr_buf *b, const char *k, double v, bool *first) {
+    key(b, k, first);
+    sr_buf_json_num(b, v);
+}
+
+static void kv_str(struct sr_buf *b, const char *k, const char *v, bool *first) {
+    key(b, k, first);
+    if (v) sr_buf_json_str(b, v, strlen(v));
+    else sr_buf_puts(b, "null");
+}
+
+void sr_stats_to_json(struct sr_buf *b, const struct sr_stats *S);
+void sr_stats_to_json(struct sr_buf *b, const struct sr_stats *S) {
+    bool f = true;
+    sr_buf_puts(b, "{");
+    kv_num(b, "steps", S->n_steps, &f);
+    kv_num(b, "steps_small", S->n_steps_small, &f);
+    kv_num(b, "steps_base_reject", S->n_steps_base_reject, &f);
+    kv_num(b, "steps_base_forced", S->n_steps_base_forced, &f);
+    kv_num(b, "judged", S->n_judged, &f);
+    kv_num(b, "acceptance", S->acceptance, &f);
+    key(b, "score_hist", &f);
+    sr_buf_puts(b, "[");
+    for (int i = 0; i < 10; i++) sr_buf_printf(b, "%s%d", i ? "," : "", S->score_hist[i]);
+    sr_buf_puts(b, "]");
+    kv_num(b, "prompt_tokens_small", (double)S->n_prompt_tokens_small, &f);
+    kv_num(b, "prompt_tokens_base", (double)S->n_prompt_tokens_base, &f);
+    kv_num(b, "adopted_tokens", (double)S->n_adopted_tokens, &f);
+    kv_num(b, "adopted_small", (double)S->n_adopted_small, &f);
+    kv_num(b, "adopted_base", (double)S->n_adopted_base, &f);
+    kv_num(b, "rejected_tokens", (double)S->n_rejected_tokens, &f);
+    kv_num(b, "judge_tokens", (double)S->n_judge_tokens, &f);
+    kv_num(b, "sync_tokens", (double)S->n_sync_tokens, &f);
+    kv_num(b, "answer_tokens", (double)S->n_answer_tokens, &f);
+    kv_num(b, "decode_calls_small", (double)S->n_decode_small, &f);
+    kv_num(b, "decode_calls_base", (double)S->n_decode_base, &f);
+    kv_num(b, "t_small_ms", S->t_small_ms, &f);
+    kv_num(b, "t_judge_ms", S->t_judge_ms, &f);
+    kv_num(b, "t_base_ms", S->t_base_ms, &f);
+    kv_num(b, "t_sync_ms", S->t_sync_ms, &f);
+    kv_num(b, "t_prompt_ms", S->t_prompt_ms, &f);
+    kv_num(b, "t_other_ms", S->t_other_ms, &f);
+    kv_num(b, "t_total_ms", S->t_total_ms, &f);
+    kv_num(b, "t_backend_ms", S->t_backend_ms, &f);
+    kv_num(b, "tokens_per_s", S->tokens_per_s, &f);
+    sr_buf_puts(b, "}");
+}
+
+char *sr_result_to_json(const struct sr_result *r, const struct sr_run_params *p) {
+    struct sr_buf b = {0};
+    bool f = true;
+    sr_buf_puts(&b, "{");
+    if (p) {
+        kv_str(&b, "mode", sr_mode_str(p->mode), &f);
+        kv_num(&b, "threshold", p->threshold, &f);
+        kv_str(&b, "score_method", p->score_method == SR_SCORE_GREEDY ? "greedy" : "average", &f);
+        kv_num(&b, "seed", (double)p->seed, &f);
+    }
+    kv_str(&b, "text", r->text, &f);
+    kv_str(&b, "answer", r->answer, &f);
+    kv_str(&b, "stop", sr_stop_str(r->stop), &f);
+    key(&b, "steps", &f);
+    sr_buf_puts(&b, "[");
+    for (size_t i = 0; i < r->n_steps; i++) {
+        const struct sr_step *s = &r->steps[i];
+        bool g = true;
+        sr_buf_puts(&b, i ? ",{" : "{");
+        kv_str(&b, "author", sr_author_str(s->author), &g);
+        key(&b, "score", &g);
+        if (s->score >= 0) sr_buf_json_num(&b, s->score);
+        else sr_buf_puts(&b, "null");
+        kv_num(&b, "tokens", s->n_tokens, &g);
+        kv_str(&b, "text", s->text, &g);
+        if (s->draft) {
+            kv_str(&b, "rejected_draft", s->draft, &g);
+            kv_num(&b, "draft_score", s->draft_score, &g);
+        }
+        kv_num(&b, "draft_tokens", s->n_draft_tokens, &g);
+        kv_num(&b, "t_draft_ms", s->t_draft_ms, &g);
+        kv_num(&b, "t_judge_ms", s->t_judge_ms, &g);
+        kv_num(&b, "t_base_ms", s->t_base_ms, &g);
+        kv_num(&b, "t_sync_ms", s->t_sync_ms, &g);
+        sr_buf_puts(&b, "}");
+    }
+    sr_buf_puts(&b, "]");
+    key(&b, "stats", &f);
+    sr_stats_to_json(&b, &r->stats);
+    sr_buf_puts(&b, "}");
+    return sr_buf_take(&b);
+}

@@ -1,0 +1,2 @@
+/* placeholder */
+typedef int sr_placeholder_grade;

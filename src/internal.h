@@ -1,0 +1,139 @@
+/*
+ * internal.h: the seam between the SpecReason loop and the models.
+ *
+ * The loop (loop.c) never sees llama.cpp. It drives two `struct sr_lm` objects through a small
+ * table of text-level operations: prefill a prompt, generate a step up to a delimiter, append
+ * text written by the other model, judge a candidate, roll back to a mark. llama_backend.c
+ * implements them over an in-process llama.cpp context; a remote engine (llama-server, vLLM)
+ * or a scripted test double implements the same table.
+ *
+ * Invariant the loop relies on: after every operation the model's context holds exactly the
+ * text the loop has adopted so far (prompt + steps each followed by the delimiter), plus
+ * whatever the last generate/judge call is documented to leave.
+ */
+#ifndef SR_INTERNAL_H
+#define SR_INTERNAL_H
+
+#include "specreason.h"
+#include "util.h"
+
+struct sr_lm;
+
+enum sr_gen_end {
+    SR_GEN_DELIM = 0, /* the delimiter appeared (possibly inside a token) */
+    SR_GEN_MAX = 1,   /* max_tokens were generated */
+    SR_GEN_EOG = 2,   /* an end-of-generation token was sampled (it is not kept) */
+};
+
+struct sr_gen_out {
+    struct sr_buf text;  /* generated text, without the delimiter; appended to */
+    int32_t n_tokens;    /* tokens sampled (the EOG token not counted) */
+    enum sr_gen_end end;
+};
+
+struct sr_judge_out {
+    int32_t n_cand_tokens;   /* candidate tokens prefilled (kept on accept) */
+    int32_t n_suffix_tokens; /* judge suffix tokens prefilled (always removed) */
+    int32_t greedy_value;    /* numeric value of the argmax token if it is all digits, else -1 */
+    float digit_logit[10];   /* raw logits of the tokens "0".."9" */
+    bool digit_ok[10];       /* whether the digit is a single token in this vocabulary */
+};
+
+struct sr_chat_msg {
+    const char *role;
+    const char *content;
+};
+
+struct sr_lm_ops {
+    /* Clears the context and prefills text. *n_tokens = prompt tokens. */
+    enum sr_status (*reset)(struct sr_lm *lm, const char *text, size_t len, int32_t *n_tokens);
+    /* Samples until delim (NULL = none), max_tokens or EOG. Afterwards the context holds the
+     * previous text + out->text + delim (the delimiter is appended when the model did not write
+     * it; text the model wrote past the delimiter inside the same token is dropped). */
+    enum sr_status (*generate)(struct sr_lm *lm, const char *delim, int32_t max_tokens,
+                               struct sr_gen_out *out);
+    /* Appends text written elsewhere. *n_tokens (may be NULL) = tokens appended. */
+    enum sr_status (*append)(struct sr_lm *lm, const char *text, size_t len, int32_t *n_tokens);
+    /* A checkpoint: the current context length. */
+    int64_t (*mark)(const struct sr_lm *lm);
+    /* Drops everything after a checkpoint. */
+    enum sr_status (*rollback)(struct sr_lm *lm, int64_t mark);
+    /* Appends cand (which includes its delimiter), then suffix, reads the next-token logits,
+     * then removes the suffix: the context holds previous text + cand afterwards. */
+    enum sr_status (*judge)(struct sr_lm *lm, const char *cand, size_t cand_len,
+                            const char *suffix, size_t suffix_len, struct sr_judge_out *out);
+    /* temperature <= 0 = greedy. Resets the sampler state. */
+    enum sr_status (*set_sampling)(struct sr_lm *lm, float temperature, float top_p, uint64_t seed);
+    /* Renders messages with the model's chat template (no generation prompt). */
+    enum sr_status (*render)(struct sr_lm *lm, const struct sr_chat_msg *msgs, size_t n,
+                             struct sr_buf *out);
+    void (*free)(struct sr_lm *lm);
+};
+
+/* The common head of every model implementation. */
+struct sr_lm {
+    const struct sr_lm_ops *ops;
+    char errmsg[512];     /* detail of the last failure */
+    int64_t t_backend_us; /* time spent inside model calls */
+    int64_t n_decode;     /* forward passes (llama_decode calls or remote requests) */
+    int64_t n_ctx;        /* context capacity in tokens (INT64_MAX if unknown) */
+};
+
+enum sr_status sr_lm_fail(struct sr_lm *lm, enum sr_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- prompt.c: prompt strings built from chat templates ---------------------------------- */
+
+/* Replaces "{problem}" in tmpl with problem (other placeholders are left as they are). */
+char *sr_prompt_fill(const char *tmpl, const char *problem);
+/* The thinking prefix: the chat rendering of [user: U, assistant: <open thinking turn>] cut where
+ * the assistant content starts, followed by think_open. */
+enum sr_status sr_prompt_prefix(struct sr_lm *lm, const char *user_msg, const char *think_open,
+                                struct sr_buf *out);
+/* What follows a candidate step in the judge prompt: the end of the thinking turn, the judge
+ * user turn and the assistant prefill, exactly as the template renders
+ * [user: U, assistant: ...candidate, user: judge_prompt, assistant: judge_prefill]. */
+enum sr_status sr_prompt_judge_suffix(struct sr_lm *lm, const char *user_msg,
+                                      const char *judge_prompt, const char *judge_prefill,
+                                      struct sr_buf *out);
+
+/* ---- loop.c: the algorithm over two models ------------------------------------------------- */
+
+/* Runs one problem. small/base may be NULL when the mode does not need them. On error returns
+ * the status with a message in errbuf and *out == NULL. */
+enum sr_status sr_loop_run(struct sr_lm *small, struct sr_lm *base, const char *problem,
+                           const struct sr_run_params *params, struct sr_result **out,
+                           char *errbuf, size_t errlen);
+
+/* ---- llama_backend.c ------------------------------------------------------------------------ */
+
+struct sr_llama_model; /* a loaded llama.cpp model (shared, read-only) */
+
+enum sr_status sr_llama_model_load(const struct sr_model_params *p, const char *role,
+                                   struct sr_llama_model **out, struct sr_error *err);
+void sr_llama_model_free(struct sr_llama_model *m);
+int sr_llama_model_desc(const struct sr_llama_model *m, char *buf, size_t size);
+/* A context (KV cache + sampler) on a loaded model. */
+enum sr_status sr_llama_lm_init(struct sr_llama_model *m, struct sr_lm **out, struct sr_error *err);
+/* Test hook: the tokens currently in the context (borrowed) and their count. */
+const int32_t *sr_llama_lm_tokens(const struct sr_lm *lm, int64_t *n);
+/* Test hook: decodes tokens into a fresh context of the same model and returns the logits after
+ * the last one (caller frees). */
+float *sr_llama_fresh_logits(struct sr_lm *lm, const int32_t *tokens, int64_t n, int32_t *n_vocab);
+/* Test hook: the tokens of the last judge call (candidate + suffix), borrowed. */
+const int32_t *sr_llama_lm_last_judge(const struct sr_lm *lm, int64_t *n, int64_t *start);
+/* Test hook: the positions the KV cache holds for sequence 0: [pos_min, pos_max]. */
+void sr_llama_lm_cache_range(const struct sr_lm *lm, int32_t *pos_min, int32_t *pos_max);
+/* Test hook: the logits for the next token (position n-1), or NULL if none are at hand. */
+const float *sr_llama_lm_logits(struct sr_lm *lm);
+/* Test hook: decodes text with the model's vocabulary, special tokens rendered (caller frees). */
+char *sr_llama_lm_detokenize(struct sr_lm *lm, const int32_t *tokens, int64_t n);
+
+/* ---- engine.c ------------------------------------------------------------------------------ */
+/* Test hook: a session's model context (NULL if that model is not loaded). */
+struct sr_lm *sr_session_lm(struct sr_session *s, bool base);
+
+/* Routes llama.cpp logging (global) to sr_log. */
+void sr_llama_log_install(void);
+
+#endif

@@ -1,0 +1,517 @@
+/*
+ * loop.c: the SpecReason step loop, independent of where the models run.
+ *
+ * Per step (reference: spec_reason.py, see shared/docs/SPECREASON-REFERENCE.md section 1):
+ *   1. the small model writes a step up to the delimiter "\n\n" or max_step_tokens;
+ *   2. the base model prefills the step plus the judge suffix and reads a 0-9 score;
+ *   3. score >= threshold: the step is adopted; otherwise both models roll back and the base
+ *      model writes the step from the same context, and the small model appends it.
+ * The first N steps, and every step in mode base, are written by the base model directly; in
+ * mode small the small model writes every step and nothing is judged.
+ * Stop rules: a step containing "boxed"/"Answer:"/"ANSWER:", the same step twice in a row (with
+ * more than two steps), or adopted step tokens reaching the budget. A step with "</think>" but no
+ * answer marker has "</think>" removed (reference behaviour, so thinking goes on); a step where
+ * thinking really ends is cut after "</think>" and the answer is written by the base model
+ * (SR_ANSWER_BASE) or by the loop itself (SR_ANSWER_LOOP, the reference's way).
+ *
+ * Invariant: after each adopted step both models' contexts hold exactly
+ *   prefix + step_1 + delim + ... + step_k + delim
+ * (each model's own prefix), so nothing is ever prefilled twice.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct sr_run_params sr_run_default_params(void) {
+    struct sr_run_params p;
+    memset(&p, 0, sizeof p);
+    p.mode = SR_MODE_SPEC;
+    p.threshold = 7.0f;
+    p.score_method = SR_SCORE_GREEDY;
+    p.first_n_base = 0;
+    p.max_step_tokens = 512;
+    p.token_budget = 8192;
+    p.max_answer_tokens = 1024;
+    p.small.temperature = 0.6f;
+    p.small.top_p = 0.95f;
+    p.base.temperature = 0.6f;
+    p.base.top_p = 0.95f;
+    p.seed = 0;
+    p.answer_by = SR_ANSWER_BASE;
+    p.strip_think_end = true;
+    return p;
+}
+
+static enum sr_status check_sampling(const struct sr_sampling *s, const char *who, struct sr_error *err) {
+    if (!(s->temperature >= 0.0f && s->temperature <= 100.0f))
+        return sr_seterr(err, SR_ERR_INVALID_ARG, "%s temperature must be in [0, 100] (0 = greedy)", who);
+    if (!(s->top_p > 0.0f && s->top_p <= 1.0f))
+        return sr_seterr(err, SR_ERR_INVALID_ARG, "%s top_p must be in (0, 1]", who);
+    return SR_OK;
+}
+
+enum sr_status sr_run_params_check(const struct sr_run_params *p, struct sr_error *err) {
+    if (!p) return sr_seterr(err, SR_ERR_INVALID_ARG, "no parameters");
+    if (p->mode != SR_MODE_SPEC && p->mode != SR_MODE_BASE && p->mode != SR_MODE_SMALL)
+        return sr_seterr(err, SR_ERR_INVALID_ARG, "mode must be spec, base or small");
+    if (!(p->threshold >= 0.0f && p->threshold <= 10.0f))
+        return sr_seterr(err, SR_ERR_INVALID_ARG, "threshold must be in [0, 10]");
+    if (p->score_method != SR_SCORE_GREEDY && p->score_method != SR_SCORE_AVERAGE)
+        return sr_seterr(err, SR_ERR_INVALID_ARG, "score method must be greedy or average");
+    if (p->first_n_base < 0) return sr_seterr(err, SR_ERR_INVALID_ARG, "first_n_base must be >= 0");
+    if (p->max_step_tokens < 1 || p->max_step_tokens > 65536)
+        return sr_seterr(err, SR_ERR_INVALID_ARG, "max_step_tokens must be in [1, 65536]");
+    if (p->token_budget < 1 || p->token_budget > (1 << 24))
+        return sr_seterr(err, SR_ERR_INVALID_ARG, "token_budget must be in [1, 16777216]");
+    if (p->max_answer_tokens < 0 || p->max_answer_tokens > (1 << 24))
+        return sr_seterr(err, SR_ERR_INVALID_ARG, "max_answer_tokens must be in [0, 16777216]");
+    if (p->answer_by != SR_ANSWER_BASE && p->answer_by != SR_ANSWER_LOOP)
+        return sr_seterr(err, SR_ERR_INVALID_ARG, "answer_by must be base or loop");
+    if (p->step_delim && !*p->step_delim) return sr_seterr(err, SR_ERR_INVALID_ARG, "step delimiter must not be empty");
+    enum sr_status st = check_sampling(&p->small, "small", err);
+    if (st != SR_OK) return st;
+    return check_sampling(&p->base, "base", err);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+struct run {
+    const struct sr_run_params *p;
+    struct sr_lm *small, *base;
+    const char *delim;
+    size_t dlen;
+    struct sr_buf suffix; /* judge suffix (base model) */
+    struct sr_result *res;
+    size_t cap_steps;
+    struct sr_buf text;  /* result text */
+    char *errbuf;
+    size_t errlen;
+    bool cancelled;
+};
+
+static enum sr_status fail(struct run *r, struct sr_lm *lm, enum sr_status st, const char *what) {
+    snprintf(r->errbuf, r->errlen, "%s%s%s", what, lm ? ": " : "", lm ? lm->errmsg : "");
+    return st;
+}
+
+static double ms_since(int64_t t0) { return (double)(sr_time_us() - t0) / 1000.0; }
+
+static void emit(struct run *r, const struct sr_event *ev) {
+    if (r->p->on_event && !r->cancelled && !r->p->on_event(ev, r->p->user)) r->cancelled = true;
+}
+
+static bool has_marker(const char *s) {
+    return strstr(s, "boxed") || strstr(s, "Answer:") || strstr(s, "ANSWER:");
+}
+
+static float judge_score(const struct sr_run_params *p, const struct sr_judge_out *j) {
+    if (p->score_method == SR_SCORE_GREEDY) return j->greedy_value < 0 ? 0.0f : (float)j->greedy_value;
+    /* Expectation over the ten digit tokens, softmax restricted to them. */
+    float mx = -INFINITY;
+    for (int d = 0; d < 10; d++)
+        if (j->digit_ok[d] && j->digit_logit[d] > mx) mx = j->digit_logit[d];
+    if (!isfinite(mx)) return 0.0f;
+    double z = 0.0, e = 0.0;
+    for (int d = 0; d < 10; d++) {
+        if (!j->digit_ok[d]) continue;
+        double w = exp((double)(j->digit_logit[d] - mx));
+        z += w;
+        e += w * d;
+    }
+    return z > 0.0 ? (float)(e / z) : 0.0f;
+}
+
+/* Replaces the text a model holds after `mark` by text + tail (used when the adopted text differs
+ * from what the model wrote). */
+static enum sr_status rewrite(struct sr_lm *lm, int64_t mark, const char *text, size_t len, const char *tail,
+                              size_t tlen, int32_t *n_tokens) {
+    enum sr_status st = lm->ops->rollback(lm, mark);
+    if (st != SR_OK) return st;
+    struct sr_buf b = {0};
+    sr_buf_append(&b, text, len);
+    sr_buf_append(&b, tail, tlen);
+    if (b.oom) { sr_buf_free(&b); return sr_lm_fail(lm, SR_ERR_NOMEM, "out of memory"); }
+    st = lm->ops->append(lm, b.data ? b.data : "", b.len, n_tokens);
+    sr_buf_free(&b);
+    return st;
+}
+
+static struct sr_step *push_step(struct run *r) {
+    struct sr_result *res = r->res;
+    if (res->n_steps == r->cap_steps) {
+        size_t c = r->cap_steps ? r->cap_steps * 2 : 32;
+        struct sr_step *s = realloc(res->steps, c * sizeof *s);
+        if (!s) return NULL;
+        res->steps = s;
+        r->cap_steps = c;
+    }
+    struct sr_step *st = &res->steps[res->n_steps++];
+    memset(st, 0, sizeof *st);
+    st->score = -1.0f;
+    st->draft_score = -1.0f;
+    return st;
+}
+
+static void remove_all(struct sr_buf *b, const char *needle) {
+    size_t m = strlen(needle), w = 0;
+    for (size_t i = 0; i < b->len;) {
+        if (i + m <= b->len && memcmp(b->data + i, needle, m) == 0) { i += m; continue; }
+        b->data[w++] = b->data[i++];
+    }
+    b->len = w;
+    if (b->data) b->data[w] = '\0';
+}
+
+/* One step. Sets *think_ended when thinking ended inside it (SR_ANSWER_BASE). */
+static enum sr_status do_step(struct run *r, int32_t idx, bool *think_ended, bool *stop_marker,
+                              struct sr_step **out_step) {
+    const struct sr_run_params *p = r->p;
+    struct sr_stats *S = &r->res->stats;
+    struct sr_lm *writer_only = p->mode == SR_MODE_SMALL ? r->small : p->mode == SR_MODE_BASE ? r->base : NULL;
+    int64_t ms0 = r->small ? r->small->ops->mark(r->small) : -1;
+    int64_t mb0 = r->base ? r->base->ops->mark(r->base) : -1;
+    struct sr_gen_out g = {0};
+    struct sr_gen_out d = {0};
+    enum sr_author author;
+    float score = -1.0f, draft_score = -1.0f;
+    double t_draft = 0, t_judge = 0, t_base = 0, t_sync = 0;
+    int32_t n_tok = 0, n_draft = 0;
+    struct sr_lm *gen_lm; /* the model whose generation is adopted */
+    enum sr_status st = SR_OK;
+    bool keep_draft = false;
+
+    if (p->mode == SR_MODE_SPEC && idx >= p->first_n_base) {
+        int64_t t0 = sr_time_us();
+        st = r->small->ops->generate(r->small, r->delim, p->max_step_tokens, &d);
+        t_draft = ms_since(t0);
+        if (st != SR_OK) { st = fail(r, r->small, st, "small model drafting"); goto out; }
+        n_draft = d.n_tokens;
+        struct sr_event ev = {.type = SR_EVENT_STEP_DRAFTED, .step = idx, .text = d.text.data ? d.text.data : "",
+                              .len = d.text.len, .author = SR_AUTHOR_SMALL, .score = -1, .n_tokens = d.n_tokens,
+                              .t_ms = t_draft};
+        emit(r, &ev);
+        /* Judge: candidate + delimiter + suffix in one prefill. */
+        struct sr_buf cand = {0};
+        sr_buf_append(&cand, d.text.data ? d.text.data : "", d.text.len);
+        sr_buf_append(&cand, r->delim, r->dlen);
+        if (cand.oom) { sr_buf_free(&cand); st = fail(r, NULL, SR_ERR_NOMEM, "out of memory"); goto out; }
+        struct sr_judge_out j;
+        t0 = sr_time_us();
+        st = r->base->ops->judge(r->base, cand.data, cand.len, r->suffix.data, r->suffix.len, &j);
+        t_judge = ms_since(t0);
+        sr_buf_free(&cand);
+        if (st != SR_OK) { st = fail(r, r->base, st, "base model judging"); goto out; }
+        score = judge_score(p, &j);
+        bool accepted = score >= p->threshold;
+        S->n_judged++;
+        S->n_judge_tokens += j.n_cand_tokens + j.n_suffix_tokens;
+        int hb = (int)floorf(score);
+        S->score_hist[hb < 0 ? 0 : hb > 9 ? 9 : hb]++;
+        struct sr_event ev2 = {.type = SR_EVENT_STEP_SCORED, .step = idx, .text = ev.text, .len = ev.len,
+                               .author = SR_AUTHOR_SMALL, .score = score, .accepted = accepted,
+                               .n_tokens = d.n_tokens, .t_ms = t_judge};
+        emit(r, &ev2);
+        if (accepted) {
+            author = SR_AUTHOR_SMALL;
+            gen_lm = r->small;
+            n_tok = d.n_tokens;
+            g = d;
+            memset(&d, 0, sizeof d);
+        } else {
+            draft_score = score;
+            score = -1.0f;
+            S->n_rejected_tokens += d.n_tokens;
+            keep_draft = true;
+            t0 = sr_time_us();
+            st = r->base->ops->rollback(r->base, mb0);
+            if (st != SR_OK) { st = fail(r, r->base, st, "base model rollback"); goto out; }
+            t_sync += ms_since(t0);
+            t0 = sr_time_us();
+            st = r->base->ops->generate(r->base, r->delim, p->max_step_tokens, &g);
+            t_base = ms_since(t0);
+            if (st != SR_OK) { st = fail(r, r->base, st, "base model writing"); goto out; }
+            author = SR_AUTHOR_BASE_REJECT;
+            gen_lm = r->base;
+            n_tok = g.n_tokens;
+            t0 = sr_time_us();
+            st = r->small->ops->rollback(r->small, ms0);
+            if (st == SR_OK) {
+                struct sr_buf b = {0};
+                sr_buf_append(&b, g.text.data ? g.text.data : "", g.text.len);
+                sr_buf_append(&b, r->delim, r->dlen);
+                int32_t ns = 0;
+                st = b.oom ? SR_ERR_NOMEM : r->small->ops->append(r->small, b.data, b.len, &ns);
+                S->n_sync_tokens += ns;
+                sr_buf_free(&b);
+            }
+            t_sync += ms_since(t0);
+            if (st != SR_OK) { st = fail(r, r->small, st, "small model adopting the base step"); goto out; }
+        }
+    } else {
+        /* Written directly: mode base/small, or one of the first N steps. */
+        gen_lm = writer_only ? writer_only : r->base;
+        int64_t t0 = sr_time_us();
+        st = gen_lm->ops->generate(gen_lm, r->delim, p->max_step_tokens, &g);
+        double t = ms_since(t0);
+        if (st != SR_OK) { st = fail(r, gen_lm, st, "writing a step"); goto out; }
+        n_tok = g.n_tokens;
+        if (p->mode == SR_MODE_SMALL) {
+            author = SR_AUTHOR_SMALL_ONLY;
+            t_draft = t;
+        } else {
+            author = SR_AUTHOR_BASE_FORCED;
+            t_base = t;
+        }
+        if (p->mode == SR_MODE_SPEC) {
+            t0 = sr_time_us();
+            struct sr_buf b = {0};
+            sr_buf_append(&b, g.text.data ? g.text.data : "", g.text.len);
+            sr_buf_append(&b, r->delim, r->dlen);
+            int32_t ns = 0;
+            st = b.oom ? SR_ERR_NOMEM : r->small->ops->append(r->small, b.data, b.len, &ns);
+            S->n_sync_tokens += ns;
+            sr_buf_free(&b);
+            t_sync += ms_since(t0);
+            if (st != SR_OK) { st = fail(r, r->small, st, "small model adopting the base step"); goto out; }
+        }
+    }
+    (void)gen_lm;
+
+    /* </think> handling. */
+    if (!g.text.data) sr_buf_append(&g.text, "", 0);
+    if (g.text.oom) { st = fail(r, NULL, SR_ERR_NOMEM, "out of memory"); goto out; }
+    bool marker = has_marker(g.text.data);
+    const char *te = strstr(g.text.data, "</think>");
+    bool rewrite_needed = false;
+    const char *tail = r->delim;
+    size_t tlen = r->dlen;
+    if (te && !marker && p->strip_think_end) {
+        remove_all(&g.text, "</think>");
+        rewrite_needed = true;
+    } else if (te && p->answer_by == SR_ANSWER_BASE) {
+        size_t cut = (size_t)(te - g.text.data) + strlen("</think>");
+        g.text.len = cut;
+        g.text.data[cut] = '\0';
+        rewrite_needed = true;
+        tail = "";
+        tlen = 0;
+        *think_ended = true;
+        marker = false; /* the answer phase decides how the run ends */
+    }
+    if (rewrite_needed) {
+        int64_t t0 = sr_time_us();
+        int32_t nt = 0;
+        if (r->small && (p->mode != SR_MODE_BASE)) {
+            st = rewrite(r->small, ms0, g.text.data, g.text.len, tail, tlen, &nt);
+            if (st != SR_OK) { st = fail(r, r->small, st, "rewriting a step"); goto out; }
+            if (author == SR_AUTHOR_SMALL || author == SR_AUTHOR_SMALL_ONLY) n_tok = nt;
+        }
+        if (r->base && (p->mode != SR_MODE_SMALL)) {
+            st = rewrite(r->base, mb0, g.text.data, g.text.len, tail, tlen, &nt);
+            if (st != SR_OK) { st = fail(r, r->base, st, "rewriting a step"); goto out; }
+            if (author == SR_AUTHOR_BASE_REJECT || author == SR_AUTHOR_BASE_FORCED) n_tok = nt;
+        }
+        t_sync += ms_since(t0);
+    }
+    *stop_marker = marker;
+
+    struct sr_step *s = push_step(r);
+    if (!s) { st = fail(r, NULL, SR_ERR_NOMEM, "out of memory"); goto out; }
+    s->author = author;
+    s->score = score;
+    s->draft_score = draft_score;
+    s->n_tokens = n_tok;
+    s->n_draft_tokens = n_draft;
+    s->t_draft_ms = t_draft;
+    s->t_judge_ms = t_judge;
+    s->t_base_ms = t_base;
+    s->t_sync_ms = t_sync;
+    s->text = sr_buf_take(&g.text);
+    if (keep_draft) s->draft = sr_buf_take(&d.text);
+    if (!s->text || (keep_draft && !s->draft)) { st = fail(r, NULL, SR_ERR_NOMEM, "out of memory"); goto out; }
+
+    S->n_steps++;
+    S->n_adopted_tokens += n_tok;
+    switch (author) {
+    case SR_AUTHOR_SMALL: S->n_steps_small++; S->n_adopted_small += n_tok; break;
+    case SR_AUTHOR_SMALL_ONLY: S->n_steps_small++; S->n_adopted_small += n_tok; break;
+    case SR_AUTHOR_BASE_REJECT: S->n_steps_base_reject++; S->n_adopted_base += n_tok; break;
+    default: S->n_steps_base_forced++; S->n_adopted_base += n_tok; break;
+    }
+    S->t_small_ms += t_draft;
+    S->t_judge_ms += t_judge;
+    S->t_base_ms += t_base;
+    S->t_sync_ms += t_sync;
+    sr_buf_puts(&r->text, s->text);
+    sr_buf_append(&r->text, tail, tlen);
+    *out_step = s;
+out:
+    sr_buf_free(&g.text);
+    sr_buf_free(&d.text);
+    return st;
+}
+
+enum sr_status sr_loop_run(struct sr_lm *small, struct sr_lm *base, const char *problem,
+                           const struct sr_run_params *p, struct sr_result **out, char *errbuf, size_t errlen) {
+    *out = NULL;
+    struct sr_error e;
+    if (sr_run_params_check(p, &e) != SR_OK) {
+        snprintf(errbuf, errlen, "%s", e.msg);
+        return SR_ERR_INVALID_ARG;
+    }
+    if (!problem) { snprintf(errbuf, errlen, "no problem text"); return SR_ERR_INVALID_ARG; }
+    if ((p->mode != SR_MODE_SMALL && !base) || (p->mode != SR_MODE_BASE && !small)) {
+        snprintf(errbuf, errlen, "mode %s needs the %s model, which is not loaded", sr_mode_str(p->mode),
+                 !base && p->mode != SR_MODE_SMALL ? "base" : "small");
+        return SR_ERR_INVALID_ARG;
+    }
+    if (p->mode == SR_MODE_SMALL) base = NULL;
+    if (p->mode == SR_MODE_BASE) small = NULL;
+
+    int64_t t_start = sr_time_us();
+    struct run r = {0};
+    r.p = p;
+    r.small = small;
+    r.base = base;
+    r.delim = p->step_delim ? p->step_delim : "\n\n";
+    r.dlen = strlen(r.delim);
+    r.errbuf = errbuf;
+    r.errlen = errlen;
+    r.res = calloc(1, sizeof *r.res);
+    if (!r.res) { snprintf(errbuf, errlen, "out of memory"); return SR_ERR_NOMEM; }
+    struct sr_stats *S = &r.res->stats;
+    int64_t b0_small = small ? small->t_backend_us : 0, b0_base = base ? base->t_backend_us : 0;
+    int64_t d0_small = small ? small->n_decode : 0, d0_base = base ? base->n_decode : 0;
+    enum sr_status st = SR_OK;
+    struct sr_buf prefix = {0};
+    char *user = sr_prompt_fill(p->prompt_template ? p->prompt_template : SR_PROMPT_MATH, problem);
+    if (!user) { st = fail(&r, NULL, SR_ERR_NOMEM, "out of memory"); goto done; }
+    const char *think_open = p->think_open ? p->think_open : "<think>\n";
+
+    /* Prompts and the budget check. */
+    int64_t t0 = sr_time_us();
+    struct sr_lm *models[2] = {small, base};
+    int64_t reserve = (int64_t)p->token_budget + p->max_step_tokens + p->max_answer_tokens + 8;
+    for (int i = 0; i < 2; i++) {
+        struct sr_lm *lm = models[i];
+        if (!lm) continue;
+        const char *who = lm == small ? "small" : "base";
+        st = sr_prompt_prefix(lm, user, think_open, &prefix);
+        if (st != SR_OK) { st = fail(&r, lm, st, "building the prompt"); goto done; }
+        int64_t extra = reserve;
+        if (lm == base && p->mode == SR_MODE_SPEC) {
+            st = sr_prompt_judge_suffix(lm, user, p->judge_prompt ? p->judge_prompt : SR_JUDGE_PROMPT,
+                                        p->judge_prefill ? p->judge_prefill : SR_JUDGE_PREFILL, &r.suffix);
+            if (st != SR_OK) { st = fail(&r, lm, st, "building the judge prompt"); goto done; }
+            extra += (int64_t)r.suffix.len; /* tokens <= bytes */
+        }
+        int32_t n_prompt = 0;
+        st = lm->ops->reset(lm, prefix.data, prefix.len, &n_prompt);
+        if (st != SR_OK) { st = fail(&r, lm, st, lm == small ? "small model prompt" : "base model prompt"); goto done; }
+        if (n_prompt + extra > lm->n_ctx) {
+            snprintf(errbuf, errlen,
+                     "%s model: prompt (%d tokens) + budget (%d) + one step (%d) + answer (%d)%s = %lld tokens do not "
+                     "fit in its context of %lld tokens; raise n_ctx or lower the budget",
+                     who, n_prompt, p->token_budget, p->max_step_tokens, p->max_answer_tokens,
+                     lm == base && p->mode == SR_MODE_SPEC ? " + judge suffix" : "", (long long)(n_prompt + extra),
+                     (long long)lm->n_ctx);
+            st = SR_ERR_CONTEXT_FULL;
+            goto done;
+        }
+        if (lm == small) S->n_prompt_tokens_small = n_prompt;
+        else S->n_prompt_tokens_base = n_prompt;
+        const struct sr_sampling *sp = lm == small ? &p->small : &p->base;
+        /* Different streams per model, so a model's draws do not depend on the other's. */
+        st = lm->ops->set_sampling(lm, sp->temperature, sp->top_p, p->seed * 2 + (lm == small ? 0 : 1));
+        if (st != SR_OK) { st = fail(&r, lm, st, "sampler"); goto done; }
+    }
+    S->t_prompt_ms = ms_since(t0);
+
+    /* The step loop. */
+    bool think_ended = false;
+    enum sr_stop_reason stop = SR_STOP_NONE;
+    for (int32_t idx = 0;; idx++) {
+        bool marker = false;
+        struct sr_step *s = NULL;
+        st = do_step(&r, idx, &think_ended, &marker, &s);
+        if (st != SR_OK) goto done;
+        struct sr_event ev = {.type = SR_EVENT_STEP_ADOPTED, .step = idx, .text = s->text, .len = strlen(s->text),
+                              .author = s->author, .score = s->score, .accepted = s->author == SR_AUTHOR_SMALL,
+                              .n_tokens = s->n_tokens,
+                              .t_ms = s->t_draft_ms + s->t_judge_ms + s->t_base_ms + s->t_sync_ms};
+        emit(&r, &ev);
+        if (r.cancelled) { stop = SR_STOP_CANCELLED; break; }
+        if (think_ended) break;
+        if (marker) { stop = SR_STOP_ANSWER; break; }
+        size_t n = r.res->n_steps;
+        if (n > 2 && strcmp(r.res->steps[n - 1].text, r.res->steps[n - 2].text) == 0) { stop = SR_STOP_REPEAT; break; }
+        if (S->n_adopted_tokens >= p->token_budget) { stop = SR_STOP_BUDGET; break; }
+    }
+
+    /* The answer after </think>. */
+    if (think_ended && stop == SR_STOP_NONE) {
+        struct sr_lm *w = p->mode == SR_MODE_SMALL ? small : base;
+        struct sr_gen_out g = {0};
+        t0 = sr_time_us();
+        st = p->max_answer_tokens > 0 ? w->ops->generate(w, NULL, p->max_answer_tokens, &g) : SR_OK;
+        double t = ms_since(t0);
+        if (st != SR_OK) { sr_buf_free(&g.text); st = fail(&r, w, st, "writing the answer"); goto done; }
+        if (w == base) S->t_base_ms += t;
+        else S->t_small_ms += t;
+        S->n_answer_tokens = g.n_tokens;
+        sr_buf_append(&r.text, g.text.data ? g.text.data : "", g.text.len);
+        struct sr_event ev = {.type = SR_EVENT_ANSWER, .step = (int32_t)r.res->n_steps, .text = g.text.data ? g.text.data : "",
+                              .len = g.text.len, .author = SR_AUTHOR_ANSWER, .score = -1, .n_tokens = g.n_tokens, .t_ms = t};
+        emit(&r, &ev);
+        stop = r.cancelled ? SR_STOP_CANCELLED : g.end == SR_GEN_EOG ? SR_STOP_EOG : SR_STOP_BUDGET;
+        sr_buf_free(&g.text);
+    }
+    r.res->stop = stop;
+    if (r.text.oom) { st = fail(&r, NULL, SR_ERR_NOMEM, "out of memory"); goto done; }
+    r.res->text = sr_buf_take(&r.text);
+    if (!r.res->text) { st = fail(&r, NULL, SR_ERR_NOMEM, "out of memory"); goto done; }
+    const char *te = NULL;
+    for (const char *q = strstr(r.res->text, "</think>"); q; q = strstr(q + 1, "</think>")) te = q;
+    if (te) {
+        r.res->answer = sr_strdup(te + strlen("</think>"));
+        if (!r.res->answer) { st = fail(&r, NULL, SR_ERR_NOMEM, "out of memory"); goto done; }
+    }
+
+done:
+    S->t_total_ms = ms_since(t_start);
+    S->t_backend_ms = (double)((small ? small->t_backend_us - b0_small : 0) + (base ? base->t_backend_us - b0_base : 0)) / 1000.0;
+    S->n_decode_small = small ? small->n_decode - d0_small : 0;
+    S->n_decode_base = base ? base->n_decode - d0_base : 0;
+    S->t_other_ms = S->t_total_ms - S->t_small_ms - S->t_judge_ms - S->t_base_ms - S->t_sync_ms - S->t_prompt_ms;
+    S->acceptance = S->n_judged ? (double)S->n_steps_small / S->n_judged : 0.0;
+    if (p->mode != SR_MODE_SPEC) S->acceptance = 0.0;
+    S->tokens_per_s = S->t_total_ms > 0 ? (double)(S->n_adopted_tokens + S->n_answer_tokens) / (S->t_total_ms / 1000.0) : 0;
+    if (st == SR_OK) {
+        struct sr_event ev = {.type = SR_EVENT_FINISHED, .step = (int32_t)r.res->n_steps, .text = "", .len = 0,
+                              .score = -1, .stop = r.res->stop, .t_ms = S->t_total_ms};
+        if (p->on_event) p->on_event(&ev, p->user);
+        *out = r.res;
+    } else {
+        sr_result_free(r.res);
+    }
+    sr_buf_free(&r.text);
+    sr_buf_free(&r.suffix);
+    sr_buf_free(&prefix);
+    free(user);
+    return st;
+}
+
+void sr_result_free(struct sr_result *res) {
+    if (!res) return;
+    for (size_t i = 0; i < res->n_steps; i++) {
+        free(res->steps[i].text);
+        free(res->steps[i].draft);
+    }
+    free(res->steps);
+    free(res->text);
+    free(res->answer);
+    free(res);
+}

@@ -1,0 +1,16 @@
+# Engine tests: the loop against a scripted backend (unit), and against generated models (model).
+# Besides the plain pair (fixture "models"), a "biased" pair whose output bias makes "\n\n" tokens
+# and digits likely: steps then end at the delimiter (often inside a token such as ".\n\n") and
+# the judge returns digits, so accept/reject sequences are mixed.
+add_test(NAME models_biased_generate
+    COMMAND ${CMAKE_COMMAND} -DGENMODEL=$<TARGET_FILE:sr-genmodel> -DVOCAB=${SR_VOCAB_GGUF}
+            -DMODEL_DIR=${SR_MODEL_DIR}
+            "-DSPECS=small-b|small|1|--bias-newlines 2 --bias-digits 5;base-b|base|2|--bias-newlines 2 --bias-digits 5"
+            -P ${CMAKE_CURRENT_SOURCE_DIR}/scripts/genmodels.cmake)
+set_tests_properties(models_biased_generate PROPERTIES FIXTURES_SETUP models_biased LABELS model TIMEOUT 300)
+
+sr_add_test(test_loop SOURCES test_loop.c LABELS unit)
+sr_add_test(test_engine SOURCES test_engine.c LABELS model FIXTURES models
+            ARGS ${SR_MODEL_DIR}/small.gguf ${SR_MODEL_DIR}/base.gguf plain)
+add_test(NAME test_engine_biased COMMAND test_engine ${SR_MODEL_DIR}/small-b.gguf ${SR_MODEL_DIR}/base-b.gguf biased)
+set_tests_properties(test_engine_biased PROPERTIES LABELS model FIXTURES_REQUIRED models_biased TIMEOUT 600)
