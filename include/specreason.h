@@ -213,6 +213,15 @@ struct sr_run_params {
     const char *judge_prefill;         /* judge assistant prefill; NULL = SR_JUDGE_PREFILL */
     const char *think_open;            /* opens the thinking turn; NULL = "<think>\n" */
     const char *step_delim;            /* step delimiter; NULL = "\n\n" */
+    bool spec_decode;                  /* token-level speculative decoding wherever the base model
+                                          writes (rejected steps, first N, answer, mode base);
+                                          needs compatible vocabularies; default false */
+    int32_t draft_max;                 /* tokens the small model drafts per verification; [1, 64];
+                                          default 8 */
+    int32_t draft_min;                 /* drafts shorter than this are not verified; [0, draft_max];
+                                          default 0 */
+    float draft_p_min;                 /* stop drafting when the small model's top token probability
+                                          falls below this; [0, 1]; default 0.5 */
     sr_event_fn on_event;              /* streaming callback; NULL = none */
     void *user;                        /* passed to on_event */
 };
@@ -253,6 +262,14 @@ struct sr_stats {
     double t_total_ms;   /* end-to-end latency of the run */
     double t_backend_ms; /* time inside model calls (decode, sampling, tokenizing) */
     double tokens_per_s; /* (adopted + answer tokens) / total seconds */
+
+    /* token-level speculative decoding (spec_decode) */
+    int64_t n_sd_drafted;  /* tokens drafted by the small model */
+    int64_t n_sd_accepted; /* drafted tokens the base model kept */
+    int64_t n_sd_batches;  /* verification batches (base forward passes while drafting) */
+    double sd_mean_accepted; /* n_sd_accepted / n_sd_batches */
+    double t_sd_draft_ms;  /* small model drafting inside base writing */
+    double t_sd_verify_ms; /* base model verifying */
 };
 
 struct sr_step {

@@ -42,6 +42,10 @@ struct sr_run_params sr_run_default_params(void) {
     p.seed = 0;
     p.answer_by = SR_ANSWER_BASE;
     p.strip_think_end = true;
+    p.spec_decode = false;
+    p.draft_max = 8;
+    p.draft_min = 0;
+    p.draft_p_min = 0.5f;
     return p;
 }
 
@@ -71,6 +75,11 @@ enum sr_status sr_run_params_check(const struct sr_run_params *p, struct sr_erro
     if (p->answer_by != SR_ANSWER_BASE && p->answer_by != SR_ANSWER_LOOP)
         return sr_seterr(err, SR_ERR_INVALID_ARG, "answer_by must be base or loop");
     if (p->step_delim && !*p->step_delim) return sr_seterr(err, SR_ERR_INVALID_ARG, "step delimiter must not be empty");
+    if (p->draft_max < 1 || p->draft_max > 64) return sr_seterr(err, SR_ERR_INVALID_ARG, "draft_max must be in [1, 64]");
+    if (p->draft_min < 0 || p->draft_min > p->draft_max)
+        return sr_seterr(err, SR_ERR_INVALID_ARG, "draft_min must be in [0, draft_max]");
+    if (!(p->draft_p_min >= 0.0f && p->draft_p_min <= 1.0f))
+        return sr_seterr(err, SR_ERR_INVALID_ARG, "draft_p_min must be in [0, 1]");
     enum sr_status st = check_sampling(&p->small, "small", err);
     if (st != SR_OK) return st;
     return check_sampling(&p->base, "base", err);
