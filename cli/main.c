@@ -34,7 +34,9 @@ struct cli {
     const char *prompt_template, *judge_prompt, *judge_prefill;
     int64_t ctx, threads, ngl, small_ctx, base_ctx, small_ngl, base_ngl;
     double temp, top_p;
-    bool json, quiet, verbose, greedy, no_strip, help, version, loaded_temp, loaded_top_p;
+    bool json, quiet, verbose, greedy, no_strip, help, version, loaded_temp, loaded_top_p, spec_decode;
+    int64_t draft_max, draft_min;
+    double draft_p_min;
     int64_t first_n, max_step, budget, max_answer;
     double threshold, small_temp, small_top_p, base_temp, base_top_p;
     uint64_t seed;
@@ -68,6 +70,10 @@ static const struct opt OPTS[] = {
     {"prompt-template", 0, OPT_STR, &C.prompt_template, 0, 0, NULL, "custom user message; {problem} is replaced"},
     {"judge-prompt", 0, OPT_STR, &C.judge_prompt, 0, 0, NULL, "custom judge instruction (user turn)"},
     {"judge-prefill", 0, OPT_STR, &C.judge_prefill, 0, 0, NULL, "custom judge assistant prefill"},
+    {"spec-decode", 0, OPT_FLAG, &C.spec_decode, 0, 0, NULL, "token-level speculative decoding wherever the base model writes"},
+    {"draft-max", 0, OPT_INT, &C.draft_max, 1, 64, NULL, "tokens drafted per verification (default 8)"},
+    {"draft-min", 0, OPT_INT, &C.draft_min, 0, 64, NULL, "drafts shorter than this are not verified (default 0)"},
+    {"draft-p-min", 0, OPT_FLOAT, &C.draft_p_min, 0, 1, NULL, "stop drafting below this draft probability (default 0.5)"},
     {"ctx", 'c', OPT_INT, &C.ctx, 0, 16777216, NULL, "context tokens per model (default: min(16384, training context))"},
     {"small-ctx", 0, OPT_INT, &C.small_ctx, 0, 16777216, NULL, "context tokens of the small model"},
     {"base-ctx", 0, OPT_INT, &C.base_ctx, 0, 16777216, NULL, "context tokens of the base model"},
@@ -271,6 +277,12 @@ static void print_summary(FILE *o, const struct sr_result *r, const struct sr_ru
     fprintf(o, "time        %.0f ms total: small %.0f, judge %.0f, base %.0f, sync %.0f, prompt %.0f, other %.0f; %.1f tok/s\n",
             S->t_total_ms, S->t_small_ms, S->t_judge_ms, S->t_base_ms, S->t_sync_ms, S->t_prompt_ms, S->t_other_ms,
             S->tokens_per_s);
+    if (p->spec_decode)
+        fprintf(o, "drafting    %lld drafted, %lld accepted (%.1f%%), %lld verification batches, %.2f accepted/batch; "
+                   "draft %.0f ms, verify %.0f ms\n",
+                (long long)S->n_sd_drafted, (long long)S->n_sd_accepted,
+                S->n_sd_drafted ? 100.0 * (double)S->n_sd_accepted / (double)S->n_sd_drafted : 0.0,
+                (long long)S->n_sd_batches, S->sd_mean_accepted, S->t_sd_draft_ms, S->t_sd_verify_ms);
 }
 
 static void log_stderr(enum sr_log_level level, const char *msg, void *user) {
@@ -291,6 +303,9 @@ int main(int argc, char **argv) {
     C.max_step = C.rp.max_step_tokens;
     C.budget = C.rp.token_budget;
     C.max_answer = C.rp.max_answer_tokens;
+    C.draft_max = C.rp.draft_max;
+    C.draft_min = C.rp.draft_min;
+    C.draft_p_min = C.rp.draft_p_min;
     C.small_temp = C.base_temp = NAN;
     C.small_top_p = C.base_top_p = NAN;
     C.small_ctx = C.base_ctx = -1;
@@ -339,6 +354,10 @@ int main(int argc, char **argv) {
     rp->max_answer_tokens = (int32_t)C.max_answer;
     rp->seed = C.seed;
     rp->strip_think_end = !C.no_strip;
+    rp->spec_decode = C.spec_decode;
+    rp->draft_max = (int32_t)C.draft_max;
+    rp->draft_min = (int32_t)C.draft_min;
+    rp->draft_p_min = (float)C.draft_p_min;
     if (C.loaded_temp) rp->small.temperature = rp->base.temperature = (float)C.temp;
     if (C.loaded_top_p) rp->small.top_p = rp->base.top_p = (float)C.top_p;
     if (C.greedy) rp->small.temperature = rp->base.temperature = 0.0f;
@@ -349,8 +368,9 @@ int main(int argc, char **argv) {
     struct sr_error err = {0};
     if (sr_run_params_check(rp, &err) != SR_OK) return bad("%s", err.msg);
 
-    bool need_small = rp->mode != SR_MODE_BASE, need_base = rp->mode != SR_MODE_SMALL;
-    if (need_small && !C.small_path) return bad("mode %s needs --small", sr_mode_str(rp->mode));
+    bool need_small = rp->mode != SR_MODE_BASE || rp->spec_decode, need_base = rp->mode != SR_MODE_SMALL;
+    if (need_small && !C.small_path)
+        return bad("mode %s%s needs --small", sr_mode_str(rp->mode), rp->spec_decode ? " with --spec-decode" : "");
     if (need_base && !C.base_path) return bad("mode %s needs --base", sr_mode_str(rp->mode));
 
     char *problem = NULL;

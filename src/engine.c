@@ -169,6 +169,12 @@ void sr_stats_to_json(struct sr_buf *b, const struct sr_stats *S) {
     kv_num(b, "t_total_ms", S->t_total_ms, &f);
     kv_num(b, "t_backend_ms", S->t_backend_ms, &f);
     kv_num(b, "tokens_per_s", S->tokens_per_s, &f);
+    kv_num(b, "sd_drafted", (double)S->n_sd_drafted, &f);
+    kv_num(b, "sd_accepted", (double)S->n_sd_accepted, &f);
+    kv_num(b, "sd_batches", (double)S->n_sd_batches, &f);
+    kv_num(b, "sd_mean_accepted", S->sd_mean_accepted, &f);
+    kv_num(b, "t_sd_draft_ms", S->t_sd_draft_ms, &f);
+    kv_num(b, "t_sd_verify_ms", S->t_sd_verify_ms, &f);
     sr_buf_puts(b, "}");
 }
 
@@ -181,6 +187,8 @@ char *sr_result_to_json(const struct sr_result *r, const struct sr_run_params *p
         kv_num(&b, "threshold", p->threshold, &f);
         kv_str(&b, "score_method", p->score_method == SR_SCORE_GREEDY ? "greedy" : "average", &f);
         kv_num(&b, "seed", (double)p->seed, &f);
+        key(&b, "spec_decode", &f);
+        sr_buf_puts(&b, p->spec_decode ? "true" : "false");
     }
     kv_str(&b, "text", r->text, &f);
     kv_str(&b, "answer", r->answer, &f);

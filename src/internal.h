@@ -39,6 +39,17 @@ struct sr_judge_out {
     bool digit_ok[10];       /* whether the digit is a single token in this vocabulary */
 };
 
+struct sr_sd_params {
+    int32_t draft_max;
+    int32_t draft_min;
+    float p_min;
+};
+
+struct sr_sd_stats {
+    int64_t drafted, accepted, batches;
+    int64_t t_draft_us, t_verify_us;
+};
+
 struct sr_chat_msg {
     const char *role;
     const char *content;
@@ -68,6 +79,13 @@ struct sr_lm_ops {
     enum sr_status (*render)(struct sr_lm *lm, const struct sr_chat_msg *msgs, size_t n,
                              struct sr_buf *out);
     void (*free)(struct sr_lm *lm);
+    /* Optional (NULL = not supported). Like generate, with `draft` proposing tokens that this
+     * model verifies in batches (token-level speculative decoding). draft must hold the same
+     * text as lm on entry; afterwards it holds extra tokens that the caller rolls back. */
+    enum sr_status (*generate_spec)(struct sr_lm *lm, struct sr_lm *draft, const char *delim, int32_t max_tokens,
+                                    const struct sr_sd_params *sd, struct sr_gen_out *out, struct sr_sd_stats *stats);
+    /* Optional: whether draft's token ids mean the same as this model's (why = reason if not). */
+    bool (*draft_compatible)(struct sr_lm *lm, struct sr_lm *draft, char *why, size_t n);
 };
 
 /* The common head of every model implementation. */
@@ -112,6 +130,7 @@ struct sr_llama_model; /* a loaded llama.cpp model (shared, read-only) */
 enum sr_status sr_llama_model_load(const struct sr_model_params *p, const char *role,
                                    struct sr_llama_model **out, struct sr_error *err);
 void sr_llama_model_free(struct sr_llama_model *m);
+bool sr_llama_vocab_compatible(const struct sr_llama_model *a, const struct sr_llama_model *b, char *why, size_t n);
 int sr_llama_model_desc(const struct sr_llama_model *m, char *buf, size_t size);
 /* A context (KV cache + sampler) on a loaded model. */
 enum sr_status sr_llama_lm_init(struct sr_llama_model *m, struct sr_lm **out, struct sr_error *err);

@@ -159,6 +159,41 @@ int sr_llama_model_desc(const struct sr_llama_model *m, char *buf, size_t size) 
                     llama_model_n_embd(m->model), m->n_vocab, m->n_ctx);
 }
 
+/* Whether draft token ids mean the same as the target's, as llama.cpp's speculative example
+ * checks: same tokenizer type, same BOS/EOS handling, sizes within 128 (padded vocabularies such
+ * as QwQ-32B's 152064 vs R1-Distill's 151936), and equal token texts over the common range. */
+bool sr_llama_vocab_compatible(const struct sr_llama_model *a, const struct sr_llama_model *b, char *why, size_t n) {
+    const struct llama_vocab *va = a->vocab, *vb = b->vocab;
+    if (llama_vocab_type(va) != llama_vocab_type(vb)) {
+        snprintf(why, n, "tokenizer types differ (%d vs %d)", llama_vocab_type(va), llama_vocab_type(vb));
+        return false;
+    }
+    if (llama_vocab_get_add_bos(va) != llama_vocab_get_add_bos(vb) ||
+        (llama_vocab_get_add_bos(va) && llama_vocab_bos(va) != llama_vocab_bos(vb))) {
+        snprintf(why, n, "BOS tokens differ");
+        return false;
+    }
+    if (llama_vocab_get_add_eos(va) != llama_vocab_get_add_eos(vb) ||
+        (llama_vocab_get_add_eos(va) && llama_vocab_eos(va) != llama_vocab_eos(vb))) {
+        snprintf(why, n, "EOS tokens differ");
+        return false;
+    }
+    int32_t na = a->n_vocab, nb = b->n_vocab;
+    if (na - nb > 128 || nb - na > 128) {
+        snprintf(why, n, "vocabulary sizes differ by more than 128 (%d vs %d)", na, nb);
+        return false;
+    }
+    int32_t m = na < nb ? na : nb;
+    for (int32_t i = 0; i < m; i++) {
+        const char *ta = llama_vocab_get_text(va, i), *tb = llama_vocab_get_text(vb, i);
+        if (strcmp(ta ? ta : "", tb ? tb : "") != 0) {
+            snprintf(why, n, "token %d differs ('%.32s' vs '%.32s')", i, ta ? ta : "", tb ? tb : "");
+            return false;
+        }
+    }
+    return true;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* contexts                                                                                   */
 
@@ -285,6 +320,38 @@ static enum sr_status decode(struct lm_llama *L, const llama_token *toks, int64_
     return SR_OK;
 }
 
+/* Decodes toks[0..n) (n <= n_batch) with logits on every row, for verification. */
+static enum sr_status decode_all_logits(struct lm_llama *L, const llama_token *toks, int64_t n) {
+    if (n > L->n_batch) return sr_lm_fail(&L->base, SR_ERR_INTERNAL, "verification batch too large");
+    if (L->n_toks + n > L->base.n_ctx)
+        return sr_lm_fail(&L->base, SR_ERR_CONTEXT_FULL, "context full: %lld + %lld tokens exceed n_ctx %lld",
+                          (long long)L->n_toks, (long long)n, (long long)L->base.n_ctx);
+    if (!grow_tokens(&L->toks, &L->cap_toks, L->n_toks + n)) return sr_lm_fail(&L->base, SR_ERR_NOMEM, "out of memory");
+    L->batch.n_tokens = (int32_t)n;
+    for (int32_t i = 0; i < (int32_t)n; i++) {
+        L->batch.token[i] = toks[i];
+        L->batch.pos[i] = (llama_pos)(L->n_toks + i);
+        L->batch.n_seq_id[i] = 1;
+        L->batch.seq_id[i][0] = 0;
+        L->batch.logits[i] = 1;
+    }
+    int64_t t0 = sr_time_us();
+    int32_t rc = llama_decode(L->ctx, L->batch);
+    L->base.t_backend_us += sr_time_us() - t0;
+    L->base.n_decode++;
+    if (rc != 0) {
+        llama_memory_seq_rm(llama_get_memory(L->ctx), 0, (llama_pos)L->n_toks, -1);
+        L->logits_ready = false;
+        L->use_saved = false;
+        return sr_lm_fail(&L->base, rc == 1 ? SR_ERR_CONTEXT_FULL : SR_ERR_BACKEND, "llama_decode failed (%d)", rc);
+    }
+    memcpy(L->toks + L->n_toks, toks, (size_t)n * sizeof *toks);
+    L->n_toks += n;
+    L->logits_ready = true;
+    L->use_saved = false;
+    return SR_OK;
+}
+
 /* Makes the logits of position n_toks-1 available (decoding the last token again if needed). */
 static enum sr_status ensure_logits(struct lm_llama *L) {
     if (L->logits_ready || L->use_saved) return SR_OK;
@@ -330,8 +397,7 @@ static int32_t piece(struct lm_llama *L, llama_token t, char *buf, int32_t size)
 
 /* Samples the next token from the logits of position n_toks-1 (live or saved), as
  * llama_sampler_sample does: apply the chain to all candidates, then accept the choice. */
-static enum sr_status sample_next(struct lm_llama *L, llama_token *out) {
-    const float *lg = L->use_saved ? L->saved : llama_get_logits_ith(L->ctx, -1);
+static enum sr_status sample_logits(struct lm_llama *L, const float *lg, llama_token *out) {
     if (!lg) return sr_lm_fail(&L->base, SR_ERR_BACKEND, "no logits to sample from");
     int32_t nv = L->m->n_vocab;
     for (int32_t i = 0; i < nv; i++) {
@@ -347,55 +413,278 @@ static enum sr_status sample_next(struct lm_llama *L, llama_token *out) {
     return SR_OK;
 }
 
+static enum sr_status sample_next(struct lm_llama *L, llama_token *out) {
+    return sample_logits(L, L->use_saved ? L->saved : llama_get_logits_ith(L->ctx, -1), out);
+}
+
+/* ---- the token stream of one generation ----------------------------------------------------
+ * Plain and speculative generation feed the tokens they emit, in order, through emit(): it
+ * appends the text, counts tokens and says whether the step ends here. Both paths then settle the
+ * cache the same way, so their output is identical token for token. */
+
+enum emit_res { EMIT_CONTINUE, EMIT_DELIM_EXACT, EMIT_DELIM_OVER, EMIT_EOG, EMIT_MAX };
+
+struct emitter {
+    struct lm_llama *L;
+    struct sr_gen_out *out;
+    const char *delim;
+    size_t dlen;
+    size_t start;  /* out->text.len at entry */
+    int32_t max_tokens;
+    size_t prev;   /* text length before the last token */
+    size_t cut;    /* DELIM_*: where the delimiter starts */
+    size_t end;    /* DELIM_*: where it ends */
+};
+
+static enum emit_res emit(struct emitter *e, llama_token tok, enum sr_status *st) {
+    struct lm_llama *L = e->L;
+    struct sr_gen_out *out = e->out;
+    *st = SR_OK;
+    if (llama_vocab_is_eog(L->m->vocab, tok)) {
+        out->end = SR_GEN_EOG;
+        return EMIT_EOG;
+    }
+    char pbuf[256];
+    int32_t pn = piece(L, tok, pbuf, sizeof pbuf);
+    if (pn < 0) { *st = sr_lm_fail(&L->base, SR_ERR_BACKEND, "token %d has no text", tok); return EMIT_EOG; }
+    e->prev = out->text.len;
+    sr_buf_append(&out->text, pbuf, (size_t)pn);
+    if (out->text.oom) { *st = sr_lm_fail(&L->base, SR_ERR_NOMEM, "out of memory"); return EMIT_EOG; }
+    out->n_tokens++;
+    if (e->dlen) {
+        size_t from = e->prev >= e->start + e->dlen - 1 ? e->prev - (e->dlen - 1) : e->start;
+        const char *hit = sr_memmem(out->text.data + from, out->text.len - from, e->delim, e->dlen);
+        if (hit) {
+            e->cut = (size_t)(hit - out->text.data);
+            e->end = e->cut + e->dlen;
+            out->end = SR_GEN_DELIM;
+            return e->end == out->text.len ? EMIT_DELIM_EXACT : EMIT_DELIM_OVER;
+        }
+    }
+    if (out->n_tokens >= e->max_tokens) {
+        out->end = SR_GEN_MAX;
+        return EMIT_MAX;
+    }
+    return EMIT_CONTINUE;
+}
+
+/* Cuts the text at the delimiter. */
+static void emit_cut(struct emitter *e) {
+    e->out->text.len = e->cut;
+    e->out->text.data[e->cut] = '\0';
+}
+
+/* Settles the cache when the stream stops at `tok`, which is not in the cache yet. */
+static enum sr_status finish_pending(struct emitter *e, enum emit_res r, llama_token tok) {
+    struct lm_llama *L = e->L;
+    enum sr_status st = SR_OK;
+    switch (r) {
+    case EMIT_DELIM_EXACT:
+        st = decode(L, &tok, 1, true);
+        emit_cut(e);
+        return st;
+    case EMIT_DELIM_OVER: {
+        /* The token runs past the delimiter: keep only its text up to the delimiter's end, so
+         * the cache holds exactly the adopted text. */
+        int64_t n = tokenize(L, e->out->text.data + e->prev, e->end - e->prev);
+        st = n < 0 ? SR_ERR_BACKEND : decode(L, L->tmp, n, true);
+        emit_cut(e);
+        return st;
+    }
+    case EMIT_MAX:
+        st = decode(L, &tok, 1, true);
+        if (st == SR_OK && e->dlen) st = lm_append(&L->base, e->delim, e->dlen, NULL);
+        return st;
+    case EMIT_EOG: /* the EOG token is not kept */
+        return e->dlen ? lm_append(&L->base, e->delim, e->dlen, NULL) : SR_OK;
+    case EMIT_CONTINUE: break;
+    }
+    return SR_OK;
+}
+
 static enum sr_status lm_generate(struct sr_lm *lm, const char *delim, int32_t max_tokens, struct sr_gen_out *out) {
     struct lm_llama *L = (struct lm_llama *)lm;
-    size_t dlen = delim ? strlen(delim) : 0;
-    size_t start = out->text.len;
+    struct emitter e = {L, out, delim, delim ? strlen(delim) : 0, out->text.len, max_tokens, 0, 0, 0};
     out->n_tokens = 0;
     out->end = SR_GEN_MAX;
+    if (max_tokens <= 0) return e.dlen ? lm_append(lm, delim, e.dlen, NULL) : SR_OK;
     enum sr_status st = ensure_logits(L);
     if (st != SR_OK) return st;
-    char pbuf[256];
-    for (int32_t i = 0; i < max_tokens; i++) {
+    for (;;) {
         int64_t t0 = sr_time_us();
         llama_token tok = 0;
         st = sample_next(L, &tok);
-        if (st != SR_OK) return st;
-        bool eog = llama_vocab_is_eog(L->m->vocab, tok);
-        int32_t pn = eog ? 0 : piece(L, tok, pbuf, sizeof pbuf);
         L->base.t_backend_us += sr_time_us() - t0;
-        if (eog) { out->end = SR_GEN_EOG; break; }
-        if (pn < 0) return sr_lm_fail(lm, SR_ERR_BACKEND, "token %d has no text", tok);
-        size_t prev = out->text.len;
-        sr_buf_append(&out->text, pbuf, (size_t)pn);
-        if (out->text.oom) return sr_lm_fail(lm, SR_ERR_NOMEM, "out of memory");
-        out->n_tokens++;
-        if (dlen) {
-            size_t from = prev >= start + dlen - 1 ? prev - (dlen - 1) : start;
-            const char *hit = sr_memmem(out->text.data + from, out->text.len - from, delim, dlen);
-            if (hit) {
-                size_t c = (size_t)(hit - out->text.data);
-                size_t end = c + dlen;
-                if (end == out->text.len) {
-                    st = decode(L, &tok, 1, true);
-                } else {
-                    /* The token runs past the delimiter: keep only its text up to the delimiter's
-                     * end, so the cache holds exactly the adopted text. */
-                    int64_t n = tokenize(L, out->text.data + prev, end - prev);
-                    st = n < 0 ? SR_ERR_BACKEND : decode(L, L->tmp, n, true);
-                }
-                out->text.len = c;
-                out->text.data[c] = '\0';
-                out->end = SR_GEN_DELIM;
-                return st;
-            }
-        }
+        if (st != SR_OK) return st;
+        enum emit_res r = emit(&e, tok, &st);
+        if (st != SR_OK) return st;
+        if (r != EMIT_CONTINUE) return finish_pending(&e, r, tok);
         st = decode(L, &tok, 1, true);
         if (st != SR_OK) return st;
     }
-    /* Ended by length or EOG: the delimiter still follows the step in the context. */
-    if (dlen) return lm_append(lm, delim, dlen, NULL);
-    return SR_OK;
+}
+
+/* ---- token-level speculative decoding ------------------------------------------------------
+ * The draft model proposes up to draft_max tokens greedily (stopping when its top probability
+ * falls below p_min); the target decodes [pending, d0..d(k-1)] in one batch and samples each
+ * position with its own sampler chain, keeping drafts while they equal its sample
+ * ("sample-and-match"). Every emitted token is a real sample of the target, drawn once per
+ * position in order, so the output follows the target's distribution exactly; with the same
+ * seed it is the very output of plain decoding (up to the rounding of batched vs single-token
+ * matrix products). Rejection sampling (Leviathan et al.) would accept more drafts at
+ * temperature > 0 but consume randomness differently; we prefer reproducibility. */
+
+/* Samples from logits row `idx` of the last decode (as sample_next does). */
+static enum sr_status sample_row(struct lm_llama *L, int32_t idx, llama_token *out) {
+    return sample_logits(L, llama_get_logits_ith(L->ctx, idx), out);
+}
+
+/* Keeps logits row `idx` as the logits for position n-1 of a cache truncated to n. */
+static void keep_row(struct lm_llama *L, int32_t idx, int64_t n) {
+    const float *lg = llama_get_logits_ith(L->ctx, idx);
+    if (!lg) return;
+    memcpy(L->saved, lg, (size_t)L->m->n_vocab * sizeof *lg);
+    L->saved_n = n;
+    L->use_saved = (L->n_toks == n);
+}
+
+static enum sr_status lm_generate_spec(struct sr_lm *lm, struct sr_lm *draft_lm, const char *delim,
+                                       int32_t max_tokens, const struct sr_sd_params *sd, struct sr_gen_out *out,
+                                       struct sr_sd_stats *stats) {
+    struct lm_llama *L = (struct lm_llama *)lm;
+    struct lm_llama *D = (struct lm_llama *)draft_lm;
+    struct emitter e = {L, out, delim, delim ? strlen(delim) : 0, out->text.len, max_tokens, 0, 0, 0};
+    out->n_tokens = 0;
+    out->end = SR_GEN_MAX;
+    if (max_tokens <= 0) return e.dlen ? lm_append(lm, delim, e.dlen, NULL) : SR_OK;
+    int32_t kcap = sd->draft_max < 64 ? sd->draft_max : 64;
+    llama_token drafts[64];
+    llama_token dpend[72]; /* emitted tokens not yet in the draft's cache */
+    int32_t n_dpend = 0;
+
+    enum sr_status st = ensure_logits(L);
+    if (st != SR_OK) return st;
+    llama_token tok = 0;
+    int64_t t0 = sr_time_us();
+    st = sample_next(L, &tok);
+    L->base.t_backend_us += sr_time_us() - t0;
+    if (st != SR_OK) return st;
+    for (;;) {
+        enum emit_res r = emit(&e, tok, &st);
+        if (st != SR_OK) return st;
+        if (r != EMIT_CONTINUE) return finish_pending(&e, r, tok);
+
+        /* Draft: bring D up to `tok`, then propose greedily. */
+        int64_t td = sr_time_us();
+        int32_t n_left = max_tokens - out->n_tokens; /* >= 1 */
+        int32_t kmax = n_left - 1 < kcap ? n_left - 1 : kcap;
+        int32_t nd = 0;
+        int64_t d_after_tok = -1; /* D's cache length right after tok */
+        if (kmax > 0) {
+            dpend[n_dpend++] = tok;
+            st = decode(D, dpend, n_dpend, true);
+            if (st != SR_OK) return sr_lm_fail(lm, st, "draft model: %s", D->base.errmsg);
+            n_dpend = 0;
+            d_after_tok = D->n_toks;
+            while (nd < kmax) {
+                const float *lg = llama_get_logits_ith(D->ctx, -1);
+                if (!lg) break;
+                int32_t best = 0;
+                for (int32_t i = 1; i < D->m->n_vocab; i++)
+                    if (lg[i] > lg[best]) best = i;
+                if (sd->p_min > 0.0f) {
+                    double z = 0.0;
+                    for (int32_t i = 0; i < D->m->n_vocab; i++) z += exp((double)(lg[i] - lg[best]));
+                    if (1.0 / z < (double)sd->p_min) break;
+                }
+                if (best >= L->m->n_vocab || llama_vocab_is_eog(D->m->vocab, best)) break;
+                drafts[nd++] = best;
+                if (nd < kmax) {
+                    st = decode(D, &drafts[nd - 1], 1, true);
+                    if (st != SR_OK) return sr_lm_fail(lm, st, "draft model: %s", D->base.errmsg);
+                }
+            }
+            if (nd < sd->draft_min) nd = 0;
+        } else {
+            dpend[n_dpend++] = tok;
+        }
+        /* D's cache now ends with tok and the drafts it decoded (all but the last one when
+         * nd reached kmax). */
+        stats->t_draft_us += sr_time_us() - td;
+
+        /* Verify: [tok, d0..d(nd-1)] in one batch, logits on every row. */
+        int64_t tv = sr_time_us();
+        int64_t base_n = L->n_toks;
+        llama_token vb[65];
+        vb[0] = tok;
+        memcpy(vb + 1, drafts, (size_t)nd * sizeof *drafts);
+        st = decode_all_logits(L, vb, nd + 1);
+        if (st != SR_OK) return st;
+        stats->batches++;
+        stats->drafted += nd;
+        int32_t j = 0;
+        llama_token next = 0;
+        for (int32_t i = 0; i <= nd; i++) {
+            t0 = sr_time_us();
+            st = sample_row(L, i, &next);
+            L->base.t_backend_us += sr_time_us() - t0;
+            if (st != SR_OK) return st;
+            if (i < nd && next == drafts[i]) {
+                j++;
+                r = emit(&e, drafts[i], &st);
+                if (st != SR_OK) return st;
+                if (r != EMIT_CONTINUE) {
+                    /* Stopped at an accepted draft, which sits in the cache at base_n + 1 + i. */
+                    stats->accepted += j;
+                    stats->t_verify_us += sr_time_us() - tv;
+                    int64_t q = base_n + 1 + i;
+                    switch (r) {
+                    case EMIT_DELIM_EXACT:
+                        st = truncate_to(L, q + 1);
+                        keep_row(L, i + 1, q + 1);
+                        emit_cut(&e);
+                        return st;
+                    case EMIT_DELIM_OVER: {
+                        st = truncate_to(L, q);
+                        if (st != SR_OK) return st;
+                        int64_t n = tokenize(L, out->text.data + e.prev, e.end - e.prev);
+                        st = n < 0 ? SR_ERR_BACKEND : decode(L, L->tmp, n, true);
+                        emit_cut(&e);
+                        return st;
+                    }
+                    default: /* EMIT_MAX */
+                        st = truncate_to(L, q + 1);
+                        keep_row(L, i + 1, q + 1);
+                        if (st == SR_OK && e.dlen) st = lm_append(lm, delim, e.dlen, NULL);
+                        return st;
+                    }
+                }
+                continue;
+            }
+            break;
+        }
+        stats->accepted += j;
+        /* Keep tok and the accepted drafts; `next` is the new pending token. */
+        st = truncate_to(L, base_n + 1 + j);
+        if (st != SR_OK) return st;
+        if (d_after_tok >= 0) {
+            int64_t d_keep = d_after_tok + j; /* tok + j accepted drafts */
+            if (j == 0 || d_keep <= D->n_toks) {
+                st = truncate_to(D, d_keep);
+            } else {
+                /* The last accepted draft was never decoded by D. */
+                dpend[n_dpend++] = drafts[j - 1];
+            }
+            if (st != SR_OK) return sr_lm_fail(lm, st, "draft model: %s", D->base.errmsg);
+        }
+        stats->t_verify_us += sr_time_us() - tv;
+        tok = next;
+    }
+}
+
+static bool lm_draft_compatible(struct sr_lm *lm, struct sr_lm *draft_lm, char *why, size_t n) {
+    const struct sr_llama_model *a = ((struct lm_llama *)lm)->m, *b = ((struct lm_llama *)draft_lm)->m;
+    return sr_llama_vocab_compatible(a, b, why, n);
 }
 
 static enum sr_status lm_judge(struct sr_lm *lm, const char *cand, size_t cand_len, const char *suffix,
@@ -553,6 +842,8 @@ static const struct sr_lm_ops llama_ops = {
     .set_sampling = lm_set_sampling,
     .render = lm_render,
     .free = lm_free,
+    .generate_spec = lm_generate_spec,
+    .draft_compatible = lm_draft_compatible,
 };
 
 static struct llama_context *new_context(struct sr_llama_model *m, uint32_t n_ctx, int32_t *n_batch) {

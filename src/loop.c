@@ -99,7 +99,24 @@ struct run {
     char *errbuf;
     size_t errlen;
     bool cancelled;
+    struct sr_lm *drafter; /* token-level drafts for the base model (spec_decode), or NULL */
+    struct sr_sd_stats sd;
 };
+
+/* The base model writes (a step, or the answer when delim is NULL). With a drafter, the small
+ * model proposes tokens; it must hold the adopted text on entry (its context is rolled back to
+ * `draft_mark` afterwards, and the caller appends what was written). */
+static enum sr_status base_write(struct run *r, const char *delim, int32_t max_tokens, int64_t draft_mark,
+                                 struct sr_gen_out *g) {
+    struct sr_lm *b = r->base;
+    if (!r->drafter) return b->ops->generate(b, delim, max_tokens, g);
+    struct sr_sd_params sd = {r->p->draft_max, r->p->draft_min, r->p->draft_p_min};
+    enum sr_status st = b->ops->generate_spec(b, r->drafter, delim, max_tokens, &sd, g, &r->sd);
+    if (st != SR_OK) return st;
+    st = r->drafter->ops->rollback(r->drafter, draft_mark);
+    if (st != SR_OK) return sr_lm_fail(b, st, "draft model rollback: %s", r->drafter->errmsg);
+    return SR_OK;
+}
 
 static enum sr_status fail(struct run *r, struct sr_lm *lm, enum sr_status st, const char *what) {
     snprintf(r->errbuf, r->errlen, "%s%s%s", what, lm ? ": " : "", lm ? lm->errmsg : "");
@@ -237,17 +254,18 @@ static enum sr_status do_step(struct run *r, int32_t idx, bool *think_ended, boo
             t0 = sr_time_us();
             st = r->base->ops->rollback(r->base, mb0);
             if (st != SR_OK) { st = fail(r, r->base, st, "base model rollback"); goto out; }
+            st = r->small->ops->rollback(r->small, ms0);
+            if (st != SR_OK) { st = fail(r, r->small, st, "small model rollback"); goto out; }
             t_sync += ms_since(t0);
             t0 = sr_time_us();
-            st = r->base->ops->generate(r->base, r->delim, p->max_step_tokens, &g);
+            st = base_write(r, r->delim, p->max_step_tokens, ms0, &g);
             t_base = ms_since(t0);
             if (st != SR_OK) { st = fail(r, r->base, st, "base model writing"); goto out; }
             author = SR_AUTHOR_BASE_REJECT;
             gen_lm = r->base;
             n_tok = g.n_tokens;
             t0 = sr_time_us();
-            st = r->small->ops->rollback(r->small, ms0);
-            if (st == SR_OK) {
+            {
                 struct sr_buf b = {0};
                 sr_buf_append(&b, g.text.data ? g.text.data : "", g.text.len);
                 sr_buf_append(&b, r->delim, r->dlen);
@@ -263,7 +281,8 @@ static enum sr_status do_step(struct run *r, int32_t idx, bool *think_ended, boo
         /* Written directly: mode base/small, or one of the first N steps. */
         gen_lm = writer_only ? writer_only : r->base;
         int64_t t0 = sr_time_us();
-        st = gen_lm->ops->generate(gen_lm, r->delim, p->max_step_tokens, &g);
+        if (gen_lm == r->base) st = base_write(r, r->delim, p->max_step_tokens, ms0, &g);
+        else st = gen_lm->ops->generate(gen_lm, r->delim, p->max_step_tokens, &g);
         double t = ms_since(t0);
         if (st != SR_OK) { st = fail(r, gen_lm, st, "writing a step"); goto out; }
         n_tok = g.n_tokens;
@@ -274,7 +293,7 @@ static enum sr_status do_step(struct run *r, int32_t idx, bool *think_ended, boo
             author = SR_AUTHOR_BASE_FORCED;
             t_base = t;
         }
-        if (p->mode == SR_MODE_SPEC) {
+        if (p->mode != SR_MODE_SMALL && r->small) { /* the small model follows (spec, or drafter in base) */
             t0 = sr_time_us();
             struct sr_buf b = {0};
             sr_buf_append(&b, g.text.data ? g.text.data : "", g.text.len);
@@ -313,12 +332,12 @@ static enum sr_status do_step(struct run *r, int32_t idx, bool *think_ended, boo
     if (rewrite_needed) {
         int64_t t0 = sr_time_us();
         int32_t nt = 0;
-        if (r->small && (p->mode != SR_MODE_BASE)) {
+        if (r->small) {
             st = rewrite(r->small, ms0, g.text.data, g.text.len, tail, tlen, &nt);
             if (st != SR_OK) { st = fail(r, r->small, st, "rewriting a step"); goto out; }
             if (author == SR_AUTHOR_SMALL || author == SR_AUTHOR_SMALL_ONLY) n_tok = nt;
         }
-        if (r->base && (p->mode != SR_MODE_SMALL)) {
+        if (r->base) {
             st = rewrite(r->base, mb0, g.text.data, g.text.len, tail, tlen, &nt);
             if (st != SR_OK) { st = fail(r, r->base, st, "rewriting a step"); goto out; }
             if (author == SR_AUTHOR_BASE_REJECT || author == SR_AUTHOR_BASE_FORCED) n_tok = nt;
@@ -377,8 +396,26 @@ enum sr_status sr_loop_run(struct sr_lm *small, struct sr_lm *base, const char *
                  !base && p->mode != SR_MODE_SMALL ? "base" : "small");
         return SR_ERR_INVALID_ARG;
     }
+    bool use_sd = p->spec_decode && p->mode != SR_MODE_SMALL;
+    if (use_sd && (!small || !base)) {
+        snprintf(errbuf, errlen, "token-level speculative decoding needs both models loaded");
+        return SR_ERR_INVALID_ARG;
+    }
+    if (use_sd) {
+        char why[256] = "";
+        if (!base->ops->generate_spec || !base->ops->draft_compatible) {
+            snprintf(errbuf, errlen, "token-level speculative decoding is not supported by this model backend");
+            return SR_ERR_INVALID_ARG;
+        }
+        if (!base->ops->draft_compatible(base, small, why, sizeof why)) {
+            snprintf(errbuf, errlen,
+                     "token-level speculative decoding needs models that share a tokenizer: %s "
+                     "(SpecReason without --spec-decode works with any pair)", why);
+            return SR_ERR_INVALID_ARG;
+        }
+    }
     if (p->mode == SR_MODE_SMALL) base = NULL;
-    if (p->mode == SR_MODE_BASE) small = NULL;
+    if (p->mode == SR_MODE_BASE && !use_sd) small = NULL;
 
     int64_t t_start = sr_time_us();
     struct run r = {0};
@@ -389,6 +426,7 @@ enum sr_status sr_loop_run(struct sr_lm *small, struct sr_lm *base, const char *
     r.dlen = strlen(r.delim);
     r.errbuf = errbuf;
     r.errlen = errlen;
+    r.drafter = use_sd ? small : NULL;
     r.res = calloc(1, sizeof *r.res);
     if (!r.res) { snprintf(errbuf, errlen, "out of memory"); return SR_ERR_NOMEM; }
     struct sr_stats *S = &r.res->stats;
@@ -465,7 +503,10 @@ enum sr_status sr_loop_run(struct sr_lm *small, struct sr_lm *base, const char *
         struct sr_lm *w = p->mode == SR_MODE_SMALL ? small : base;
         struct sr_gen_out g = {0};
         t0 = sr_time_us();
-        st = p->max_answer_tokens > 0 ? w->ops->generate(w, NULL, p->max_answer_tokens, &g) : SR_OK;
+        int64_t dm = r.drafter && w == base ? r.drafter->ops->mark(r.drafter) : 0;
+        if (p->max_answer_tokens <= 0) st = SR_OK;
+        else if (w == base) st = base_write(&r, NULL, p->max_answer_tokens, dm, &g);
+        else st = w->ops->generate(w, NULL, p->max_answer_tokens, &g);
         double t = ms_since(t0);
         if (st != SR_OK) { sr_buf_free(&g.text); st = fail(&r, w, st, "writing the answer"); goto done; }
         if (w == base) S->t_base_ms += t;
@@ -497,6 +538,12 @@ done:
     S->t_other_ms = S->t_total_ms - S->t_small_ms - S->t_judge_ms - S->t_base_ms - S->t_sync_ms - S->t_prompt_ms;
     S->acceptance = S->n_judged ? (double)S->n_steps_small / S->n_judged : 0.0;
     if (p->mode != SR_MODE_SPEC) S->acceptance = 0.0;
+    S->n_sd_drafted = r.sd.drafted;
+    S->n_sd_accepted = r.sd.accepted;
+    S->n_sd_batches = r.sd.batches;
+    S->sd_mean_accepted = r.sd.batches ? (double)r.sd.accepted / (double)r.sd.batches : 0.0;
+    S->t_sd_draft_ms = (double)r.sd.t_draft_us / 1000.0;
+    S->t_sd_verify_ms = (double)r.sd.t_verify_us / 1000.0;
     S->tokens_per_s = S->t_total_ms > 0 ? (double)(S->n_adopted_tokens + S->n_answer_tokens) / (S->t_total_ms / 1000.0) : 0;
     if (st == SR_OK) {
         struct sr_event ev = {.type = SR_EVENT_FINISHED, .step = (int32_t)r.res->n_steps, .text = "", .len = 0,

@@ -116,7 +116,7 @@ static enum sr_status f_render(struct sr_lm *lm, const struct sr_chat_msg *m, si
 static void f_free(struct sr_lm *lm) { sr_buf_free(&((struct fake *)lm)->ctx); }
 
 static const struct sr_lm_ops fake_ops = {f_reset, f_generate, f_append, f_mark, f_rollback,
-                                          f_judge, f_sampling, f_render, f_free};
+                                          f_judge, f_sampling, f_render, f_free, NULL, NULL};
 
 static void fake_init(struct fake *f, const char *name, const char *const *gen, int n_gen, const int *scores, int n_scores) {
     memset(f, 0, sizeof *f);
