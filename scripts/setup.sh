@@ -124,10 +124,15 @@ else
     for t in "${targets[@]}"; do
         [ -x "$PREFIX.build/bin/$t" ] && cp "$PREFIX.build/bin/$t" "$PREFIX/bin/"
     done
-    cp "$SRC/models/ggml-vocab-qwen2.gguf" "$PREFIX/share/"
     [ -f "$PREFIX/lib/cmake/llama/llama-config.cmake" ] || die "install produced no llama CMake package"
     rm -rf "$PREFIX.build"
     touch "$STAMP"
     say "llama.cpp built and cached at $PREFIX"
 fi
+# Tokenizer files for test models: the real Qwen2 vocabulary, and GPT-2's as an incompatible one.
+mkdir -p "$PREFIX/share"
+for v in qwen2 gpt-2; do
+    [ -f "$PREFIX/share/ggml-vocab-$v.gguf" ] || cp "$SRC/models/ggml-vocab-$v.gguf" "$PREFIX/share/" \
+        || die "cannot copy ggml-vocab-$v.gguf"
+done
 echo "$PREFIX"

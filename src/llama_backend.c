@@ -41,7 +41,11 @@ static void llama_log_cb(enum ggml_log_level level, const char *text, void *user
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
     if (n == 0) return;
-    if (level == GGML_LOG_LEVEL_ERROR) snprintf(g_last_llama_error, sizeof g_last_llama_error, "%s", line);
+    if (level == GGML_LOG_LEVEL_ERROR) {
+        size_t k = n < sizeof g_last_llama_error - 1 ? n : sizeof g_last_llama_error - 1; /* truncates */
+        memcpy(g_last_llama_error, line, k);
+        g_last_llama_error[k] = '\0';
+    }
     enum sr_log_level l = SR_LOG_DEBUG;
     switch (level) {
     case GGML_LOG_LEVEL_ERROR: l = SR_LOG_ERROR; break;

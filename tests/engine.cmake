@@ -14,3 +14,15 @@ sr_add_test(test_engine SOURCES test_engine.c LABELS model FIXTURES models
             ARGS ${SR_MODEL_DIR}/small.gguf ${SR_MODEL_DIR}/base.gguf plain)
 add_test(NAME test_engine_biased COMMAND test_engine ${SR_MODEL_DIR}/small-b.gguf ${SR_MODEL_DIR}/base-b.gguf biased)
 set_tests_properties(test_engine_biased PROPERTIES LABELS model FIXTURES_REQUIRED models_biased TIMEOUT 600)
+
+# Token-level speculative decoding: F32 models (batched and single-token decoding round alike),
+# a Q8_0 copy of the base as a high-agreement draft, a padded vocabulary, a foreign tokenizer.
+set(SR_VOCAB_GPT2 ${llama_DIR}/../../../share/ggml-vocab-gpt-2.gguf)
+get_filename_component(SR_VOCAB_GPT2 ${SR_VOCAB_GPT2} ABSOLUTE)
+add_test(NAME models_sd_generate
+    COMMAND ${CMAKE_COMMAND} -DGENMODEL=$<TARGET_FILE:sr-genmodel> -DVOCAB=${SR_VOCAB_GGUF}
+            -DMODEL_DIR=${SR_MODEL_DIR}
+            "-DSPECS=small-f32|small|1|--f32 --bias-newlines 2 --bias-digits 5;base-f32|base|2|--f32 --bias-newlines 2 --bias-digits 5;base-q8|quantize|base-f32|q8_0;base-pad|base|2|--f32 --bias-newlines 2 --bias-digits 5 --pad-vocab 128;small-gpt2|small|3|--vocab ${SR_VOCAB_GPT2}"
+            -P ${CMAKE_CURRENT_SOURCE_DIR}/scripts/genmodels.cmake)
+set_tests_properties(models_sd_generate PROPERTIES FIXTURES_SETUP models_sd LABELS model TIMEOUT 300)
+sr_add_test(test_specdecode SOURCES test_specdecode.c LABELS model FIXTURES models_sd ARGS ${SR_MODEL_DIR})

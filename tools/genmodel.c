@@ -24,6 +24,7 @@
 
 #include "ggml.h"
 #include "gguf.h"
+#include "llama.h"
 
 #define ARCH "qwen2"
 
@@ -42,6 +43,9 @@ struct gen_params {
     uint64_t seed;
     double bias_newlines, bias_digits;
     bool f32, quiet;
+    long pad_vocab;        /* extra "[PAD<id>]" tokens appended to the vocabulary */
+    const char *quantize;  /* --quantize TYPE: quantize --input instead of generating */
+    const char *input;
 };
 
 struct preset {
@@ -141,6 +145,11 @@ static void usage(FILE *f) {
             "                          a non-zero bias adds an output.bias [n_vocab] tensor\n"
             "  --f32                 store all tensors F32 (default: F16 for matrices whose rows\n"
             "                          are a multiple of 128 elements, F32 for the rest)\n"
+            "  --pad-vocab N         append N unused \"[PAD<id>]\" tokens, as padded vocabularies do\n"
+            "                          (QwQ-32B has 152064 entries, R1-Distill-Qwen-1.5B 151936)\n"
+            "  --quantize TYPE       instead of generating, quantize --input to TYPE (q8_0, q4_0, f16)\n"
+            "                          with llama.cpp: a cheaper copy that predicts almost the same\n"
+            "  --input PATH          the model to quantize\n"
             "  --quiet               print nothing on success\n"
             "  -h, --help            show this help\n",
             progname, MAX_LAYERS, MAX_EMBD, MAX_FF, MAX_CTX);
@@ -217,7 +226,8 @@ static void parse_args(int argc, char **argv, struct gen_params *p) {
         }
         static const char *const with_value[] = {
             "--vocab", "-o", "--output", "--layers", "--embd", "--heads", "--kv-heads", "--ff",
-            "--ctx", "--seed", "--preset", "--bias-newlines", "--bias-digits"};
+            "--ctx", "--seed", "--preset", "--bias-newlines", "--bias-digits", "--pad-vocab",
+            "--quantize", "--input"};
         bool known = false;
         for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) {
             known = known || strcmp(name, with_value[k]) == 0;
@@ -253,6 +263,12 @@ static void parse_args(int argc, char **argv, struct gen_params *p) {
             p->bias_newlines = parse_double(name, val);
         } else if (strcmp(name, "--bias-digits") == 0) {
             p->bias_digits = parse_double(name, val);
+        } else if (strcmp(name, "--pad-vocab") == 0) {
+            p->pad_vocab = parse_long(name, val, 0, 65536);
+        } else if (strcmp(name, "--quantize") == 0) {
+            p->quantize = val;
+        } else if (strcmp(name, "--input") == 0) {
+            p->input = val;
         } else { /* --preset */
             pre = NULL;
             for (size_t k = 0; k < sizeof presets / sizeof presets[0]; k++) {
@@ -264,6 +280,15 @@ static void parse_args(int argc, char **argv, struct gen_params *p) {
                 die("--preset: unknown preset '%s' (small | base)", val);
             }
         }
+    }
+    if (p->quantize != NULL) {
+        if (p->input == NULL) {
+            die("--quantize needs --input PATH");
+        }
+        if (p->output == NULL || p->output[0] == '\0') {
+            die("-o/--output PATH is required (see --help)");
+        }
+        return;
     }
     if (p->vocab == NULL) {
         die("--vocab PATH is required (see --help)");
@@ -438,10 +463,56 @@ static float uscale(float gain, long fan_in) {
     return gain * sqrtf(3.0f / (float)fan_in);
 }
 
+/* --quantize: llama.cpp's own quantizer, written atomically like a generated model. */
+static int quantize_main(const struct gen_params *p) {
+    struct {
+        const char *name;
+        enum llama_ftype ftype;
+    } types[] = {{"q8_0", LLAMA_FTYPE_MOSTLY_Q8_0}, {"q4_0", LLAMA_FTYPE_MOSTLY_Q4_0}, {"f16", LLAMA_FTYPE_MOSTLY_F16}};
+    const enum llama_ftype *ft = NULL;
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        if (strcmp(p->quantize, types[i].name) == 0) {
+            ft = &types[i].ftype;
+        }
+    }
+    if (ft == NULL) {
+        die("--quantize: unknown type '%s' (q8_0 | q4_0 | f16)", p->quantize);
+    }
+    struct stat st;
+    if (stat(p->input, &st) != 0) {
+        die("cannot read '%s': %s", p->input, strerror(errno));
+    }
+    int nw = snprintf(tmp_path, sizeof tmp_path, "%s.tmp.%ld", p->output, (long)getpid());
+    if (nw < 0 || (size_t)nw >= sizeof tmp_path) {
+        tmp_path[0] = '\0';
+        die("output path too long");
+    }
+    llama_log_set(ggml_log_quiet, NULL);
+    llama_backend_init();
+    struct llama_model_quantize_params qp = llama_model_quantize_default_params();
+    qp.ftype = *ft;
+    qp.nthread = 1;
+    if (llama_model_quantize(p->input, tmp_path, &qp) != 0) {
+        die("quantizing '%s' failed%s%s", p->input, ggml_last_error[0] ? ": " : "", ggml_last_error);
+    }
+    if (rename(tmp_path, p->output) != 0) {
+        die("cannot rename '%s' to '%s': %s", tmp_path, p->output, strerror(errno));
+    }
+    tmp_path[0] = '\0';
+    if (!p->quiet) {
+        printf("%s: wrote %s (%s of %s)\n", progname, p->output, p->quantize, p->input);
+    }
+    llama_backend_free();
+    return 0;
+}
+
 int main(int argc, char **argv) {
     struct gen_params p;
     parse_args(argc, argv, &p);
     ggml_log_set(ggml_log_quiet, NULL);
+    if (p.quantize != NULL) {
+        return quantize_main(&p);
+    }
 
     /* ---- vocab */
     struct stat st;
@@ -465,6 +536,7 @@ int main(int argc, char **argv) {
         require_key(vocab, p.vocab, "tokenizer.ggml.merges", GGUF_TYPE_ARRAY, GGUF_TYPE_STRING);
     }
     size_t n_vocab = gguf_get_arr_n(vocab, id_tokens);
+    const size_t n_vocab_src = n_vocab; /* tokens in the vocab file (before --pad-vocab) */
     if (n_vocab == 0 || n_vocab > (size_t)INT32_MAX) {
         die("vocab '%s' has %zu tokens", p.vocab, n_vocab);
     }
@@ -475,7 +547,7 @@ int main(int argc, char **argv) {
     const uint64_t E64 = (uint64_t)p.embd, F64 = (uint64_t)p.ff, KV64 = (uint64_t)kv;
     uint64_t per_layer = sz_e * (E64 * E64 * 2 + E64 * KV64 * 2 + E64 * F64 * 2) + sz_f * F64 * E64 +
                          4u * (E64 * 3 + KV64 * 2);
-    uint64_t total = sz_e * E64 * n_vocab + per_layer * (uint64_t)p.layers + 4u * (uint64_t)n_vocab;
+    uint64_t total = sz_e * E64 * (n_vocab + (uint64_t)p.pad_vocab) + per_layer * (uint64_t)p.layers + 4u * (uint64_t)n_vocab;
     if (total > MAX_TOTAL_BYTES) {
         die("the model would need %" PRIu64 " MiB of tensor data (limit %" PRIu64 " MiB)",
             total >> 20, MAX_TOTAL_BYTES >> 20);
@@ -506,6 +578,38 @@ int main(int argc, char **argv) {
             copy_kv(g, vocab, i, p.vocab);
         }
     }
+    if (p.pad_vocab > 0) {
+        /* Padded vocabularies (QwQ-32B: 152064 rows for 151665 real tokens) end with unused
+         * "[PAD<id>]" entries, as llama.cpp's converter writes them. */
+        size_t n_new = n_vocab + (size_t)p.pad_vocab;
+        const char **strs = calloc(n_new, sizeof *strs);
+        char *names = calloc((size_t)p.pad_vocab, 24);
+        int32_t *types = calloc(n_new, sizeof *types);
+        if (strs == NULL || names == NULL || types == NULL) {
+            die("out of memory");
+        }
+        for (size_t i = 0; i < n_vocab; i++) {
+            strs[i] = gguf_get_arr_str(vocab, id_tokens, i);
+        }
+        for (long i = 0; i < p.pad_vocab; i++) {
+            snprintf(names + 24 * i, 24, "[PAD%zu]", n_vocab + (size_t)i);
+            strs[n_vocab + (size_t)i] = names + 24 * i;
+        }
+        gguf_set_arr_str(g, "tokenizer.ggml.tokens", strs, n_new);
+        int64_t id_types = gguf_find_key(vocab, "tokenizer.ggml.token_type");
+        if (id_types >= 0 && gguf_get_kv_type(vocab, id_types) == GGUF_TYPE_ARRAY &&
+            gguf_get_arr_type(vocab, id_types) == GGUF_TYPE_INT32 && gguf_get_arr_n(vocab, id_types) == n_vocab) {
+            memcpy(types, gguf_get_arr_data(vocab, id_types), n_vocab * sizeof *types);
+            for (size_t i = n_vocab; i < n_new; i++) {
+                types[i] = 5; /* LLAMA_TOKEN_TYPE_UNUSED */
+            }
+            gguf_set_arr_data(g, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types, n_new);
+        }
+        free(strs);
+        free(names);
+        free(types);
+        n_vocab = n_new;
+    }
 
     /* ---- tensors (names/shapes: llama.cpp src/models/qwen2.cpp; ne0 is the input dimension) */
     struct tensor_list tl;
@@ -528,7 +632,7 @@ int main(int argc, char **argv) {
     add_tensor(g, &tl, "output_norm.weight", E, 1, false, 'c', 1.0f, p.seed);
     if (p.bias_newlines != 0.0 || p.bias_digits != 0.0) {
         float *b = add_tensor(g, &tl, "output.bias", V, 1, false, 'z', 0.0f, p.seed);
-        for (size_t i = 0; i < n_vocab; i++) {
+        for (size_t i = 0; i < n_vocab_src; i++) {
             const char *s = gguf_get_arr_str(vocab, id_tokens, i);
             /* byte-level BPE spells '\n' as U+010A 'Ċ' (UTF-8 C4 8A) */
             if (strstr(s, "\xC4\x8A\xC4\x8A") != NULL) {

@@ -16,8 +16,14 @@ foreach(spec ${SPECS})
     if(EXISTS "${out}" AND NOT "${GENMODEL}" IS_NEWER_THAN "${out}")
         continue()
     endif()
-    execute_process(COMMAND "${GENMODEL}" --quiet --vocab "${VOCAB}" -o "${out}" --preset ${preset}
-                            --seed ${seed} ${extra} RESULT_VARIABLE rc)
+    if(preset STREQUAL "quantize")
+        # name|quantize|<input model name>|<type>
+        execute_process(COMMAND "${GENMODEL}" --quiet --quantize ${extra} --input "${MODEL_DIR}/${seed}.gguf"
+                                -o "${out}" RESULT_VARIABLE rc)
+    else()
+        execute_process(COMMAND "${GENMODEL}" --quiet --vocab "${VOCAB}" -o "${out}" --preset ${preset}
+                                --seed ${seed} ${extra} RESULT_VARIABLE rc)
+    endif()
     if(NOT rc EQUAL 0)
         message(FATAL_ERROR "sr-genmodel failed for ${out} (${rc})")
     endif()

@@ -1,0 +1,18 @@
+# eval.cmake: tests of specreason-eval (cli/eval.c), driven by tests/test_eval.py (python3, standard
+# library only). Parts: e2e (3 MATH-500 problems x base/small/spec t=3,7 on the biased generated
+# models: outputs, resume, cut-line recovery), gpqa (choice shuffling on a 2-problem CSV),
+# report (statistics on crafted records, no model) and bad (bad input, no model).
+if(TARGET specreason-eval)
+    set(SR_EVAL_ARGS $<TARGET_FILE:specreason-eval> ${SR_MODEL_DIR}/small-b.gguf ${SR_MODEL_DIR}/base-b.gguf
+        ${SR_DATA_DIR}/math500.jsonl)
+    foreach(part e2e gpqa report bad)
+        add_test(NAME test_eval_${part}
+            COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_eval.py ${part} ${SR_EVAL_ARGS}
+                    ${CMAKE_CURRENT_BINARY_DIR}/eval_${part})
+        if(part STREQUAL "e2e" OR part STREQUAL "gpqa")
+            set_tests_properties(test_eval_${part} PROPERTIES LABELS model FIXTURES_REQUIRED models_biased TIMEOUT 300)
+        else()
+            set_tests_properties(test_eval_${part} PROPERTIES LABELS unit TIMEOUT 120)
+        endif()
+    endforeach()
+endif()

@@ -1,0 +1,14 @@
+# train.cmake: tests of the CPU trainer (tools/train/, target sr_train_core).
+#   test_train_grad   (unit)  analytic gradients vs finite differences on a tiny model, masking
+#   test_train_model  (model) our GGUF in unmodified llama.cpp: tokenizer, chat template, logits
+if(TARGET sr_train_core)
+    sr_add_test(test_train_grad SOURCES test_train_grad.c NOLIB LABELS unit)
+    target_link_libraries(test_train_grad PRIVATE sr_train_core)
+    set_tests_properties(test_train_grad PROPERTIES TIMEOUT 60)
+
+    file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/train)
+    sr_add_test(test_train_model SOURCES test_train_model.c NOLIB LABELS model
+                ARGS ${CMAKE_CURRENT_BINARY_DIR}/train)
+    target_link_libraries(test_train_model PRIVATE sr_train_core)
+    set_tests_properties(test_train_model PROPERTIES TIMEOUT 120)
+endif()

@@ -1,0 +1,633 @@
+/*
+ * main.c: sr-train, trains the small/base reasoning pair on CPU and measures it.
+ *
+ *   sr-train pair [--dir D] [--seed N] [--force]    train (or reuse) the cached pair, print paths
+ *   sr-train train --role small|base -o F [opts]    train one model (experiments)
+ *   sr-train eval --small S --base B [--n N]        accuracies, step errors, judge confusion
+ *   sr-train problems [--n N] [--seed N]            held-out problems as JSONL (id, problem, answer)
+ *   sr-train speed -m M                             llama.cpp decode/prefill timing of a model
+ *
+ * The pair lives in ${SPECREASON_CACHE:-${XDG_CACHE_HOME:-~/.cache}/specreason}/pair/<key>/ with
+ * key = v<trainer version>-<task>-<hash of every setting>-s<seed>; a finished directory (it has
+ * meta.json) is reused as is. Progress goes to stderr, results to stdout.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "data.h"
+#include "llm.h"
+#include "model.h"
+#include "task.h"
+#include "train.h"
+
+#define TRAINER_VERSION "1"
+
+/* ------------------------------------------------------------------------------------------ */
+/* Settings                                                                                   */
+
+struct role_cfg {
+    struct tm_hparams hp;
+    struct tt_params tp;
+    float p_judge, p_judge_good, p_real;
+    int32_t judge_weight;
+};
+
+struct settings {
+    struct tk_cfg task;
+    struct role_cfg small, base;
+    const char *judge_prompt, *judge_prefill;
+    uint64_t seed;
+    int32_t n_heldout;      /* held-out problems excluded from training */
+    int32_t n_mistakes;     /* problems the small model is run on to collect real mistakes */
+    int32_t n_eval;         /* problems for the summary measurements */
+    int32_t threads;
+};
+
+static struct tm_hparams hp_make(int layers, int embd, int heads, int ff) {
+    struct tm_hparams hp = {.n_vocab = TK_N_VOCAB, .n_embd = embd, .n_layer = layers, .n_head = heads, .n_ff = ff,
+                            .n_ctx = 4096, .rms_eps = 1e-5f, .rope_base = 10000.0f};
+    return hp;
+}
+
+static struct settings settings_default(void) {
+    struct settings s;
+    memset(&s, 0, sizeof s);
+    s.task = tk_cfg_default();
+    s.judge_prompt = TK_JUDGE_PROMPT;
+    s.judge_prefill = TK_JUDGE_PREFILL;
+    s.seed = 1;
+    s.n_heldout = 1000;
+    s.n_mistakes = 3000;
+    s.n_eval = 200;
+    s.threads = 2;
+
+    s.small.hp = hp_make(2, 64, 4, 256);
+    s.small.tp = tt_default_params();
+    s.small.tp.lr = 3e-3f;
+    s.small.tp.steps = 1500;
+    s.small.tp.time_s = 150;
+    s.small.tp.label = "small";
+
+    s.base.hp = hp_make(4, 128, 4, 512);
+    s.base.tp = tt_default_params();
+    s.base.tp.lr = 2e-3f;
+    s.base.tp.steps = 4000;
+    s.base.tp.time_s = 720;
+    s.base.tp.label = "base";
+    s.base.p_judge = 0.5f;
+    s.base.p_judge_good = 0.5f;
+    s.base.p_real = 0.5f;
+    s.base.judge_weight = 4;
+    return s;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Option parsing                                                                             */
+
+static int usage_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_err(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "sr-train: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(see sr-train --help)\n");
+    va_end(ap);
+    return 2;
+}
+
+static bool parse_num(const char *s, double lo, double hi, double *out) {
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+/* Options shared by every subcommand. Returns 1 if consumed (with *i advanced), 0 if unknown,
+ * 2 on a bad value. */
+static int parse_common(int argc, char **argv, int *i, struct settings *s) {
+    const char *a = argv[*i];
+    const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    double x;
+    struct {
+        const char *name;
+        double lo, hi;
+        void *dst;
+        char kind; /* i = int32, f = float, u = u64, d = double, l = int64 */
+    } nums[] = {
+        {"--seed", 0, 1e15, &s->seed, 'u'},
+        {"--threads", 1, 64, &s->threads, 'i'},
+        {"--terms-min", 2, TK_MAX_TERMS, &s->task.terms_min, 'i'},
+        {"--terms-max", 2, TK_MAX_TERMS, &s->task.terms_max, 'i'},
+        {"--digits", 1, TK_MAX_DIGITS, &s->task.digits, 'i'},
+        {"--n-heldout", 0, 1e6, &s->n_heldout, 'i'},
+        {"--n-mistakes", 0, 1e6, &s->n_mistakes, 'i'},
+        {"--n-eval", 0, 1e6, &s->n_eval, 'i'},
+        {"--small-layers", 1, TM_MAX_LAYERS, &s->small.hp.n_layer, 'i'},
+        {"--small-embd", 8, 1024, &s->small.hp.n_embd, 'i'},
+        {"--small-heads", 1, 64, &s->small.hp.n_head, 'i'},
+        {"--small-ff", 8, 8192, &s->small.hp.n_ff, 'i'},
+        {"--small-lr", 1e-6, 1, &s->small.tp.lr, 'f'},
+        {"--small-steps", 1, 1e9, &s->small.tp.steps, 'l'},
+        {"--small-time", 0, 1e6, &s->small.tp.time_s, 'd'},
+        {"--small-batch", 1, 4096, &s->small.tp.B, 'i'},
+        {"--base-layers", 1, TM_MAX_LAYERS, &s->base.hp.n_layer, 'i'},
+        {"--base-embd", 8, 1024, &s->base.hp.n_embd, 'i'},
+        {"--base-heads", 1, 64, &s->base.hp.n_head, 'i'},
+        {"--base-ff", 8, 8192, &s->base.hp.n_ff, 'i'},
+        {"--base-lr", 1e-6, 1, &s->base.tp.lr, 'f'},
+        {"--base-steps", 1, 1e9, &s->base.tp.steps, 'l'},
+        {"--base-time", 0, 1e6, &s->base.tp.time_s, 'd'},
+        {"--base-batch", 1, 4096, &s->base.tp.B, 'i'},
+        {"--judge-frac", 0, 1, &s->base.p_judge, 'f'},
+        {"--judge-good", 0, 1, &s->base.p_judge_good, 'f'},
+        {"--judge-real", 0, 1, &s->base.p_real, 'f'},
+        {"--judge-weight", 1, 8, &s->base.judge_weight, 'i'},
+    };
+    for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++) {
+        if (strcmp(a, nums[k].name) != 0) continue;
+        if (!v || !parse_num(v, nums[k].lo, nums[k].hi, &x)) return usage_err("bad or missing value for %s", a);
+        switch (nums[k].kind) {
+        case 'i': *(int32_t *)nums[k].dst = (int32_t)x; break;
+        case 'f': *(float *)nums[k].dst = (float)x; break;
+        case 'u': *(uint64_t *)nums[k].dst = (uint64_t)x; break;
+        case 'l': *(int64_t *)nums[k].dst = (int64_t)x; break;
+        default: *(double *)nums[k].dst = x; break;
+        }
+        *i += 1;
+        return 1;
+    }
+    if (strcmp(a, "--judge-prompt") == 0 || strcmp(a, "--judge-prefill") == 0) {
+        if (!v) return usage_err("%s needs a value", a);
+        if (a[8] == 'p' && a[9] == 'r' && a[10] == 'o') s->judge_prompt = v;
+        else s->judge_prefill = v;
+        *i += 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Helpers                                                                                    */
+
+static uint64_t fnv(uint64_t h, const void *data, size_t n) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001B3ull;
+    }
+    return h;
+}
+
+static uint64_t hash_role(uint64_t h, const struct role_cfg *r) {
+    int64_t iv[] = {r->hp.n_embd, r->hp.n_layer, r->hp.n_head, r->hp.n_ff, r->tp.T, r->tp.B, r->tp.warmup,
+                    r->tp.steps, (int64_t)r->tp.time_s, r->judge_weight};
+    double fv[] = {r->tp.lr, r->tp.lr_min, r->tp.wd, r->tp.clip, r->p_judge, r->p_judge_good, r->p_real};
+    h = fnv(h, iv, sizeof iv);
+    return fnv(h, fv, sizeof fv);
+}
+
+static void cache_key(const struct settings *s, char *buf, size_t size) {
+    char task[64];
+    tk_cfg_name(&s->task, task, sizeof task);
+    uint64_t h = 0xCBF29CE484222325ull;
+    h = fnv(h, task, strlen(task));
+    h = fnv(h, s->judge_prompt, strlen(s->judge_prompt) + 1);
+    h = fnv(h, s->judge_prefill, strlen(s->judge_prefill) + 1);
+    int32_t ns[] = {s->n_heldout, s->n_mistakes};
+    h = fnv(h, ns, sizeof ns);
+    h = hash_role(h, &s->small);
+    h = hash_role(h, &s->base);
+    snprintf(buf, size, "v%s-%s-%08llx-s%llu", TRAINER_VERSION, task, (unsigned long long)(h & 0xFFFFFFFFull),
+             (unsigned long long)s->seed);
+}
+
+static int mkdir_p(const char *path) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+static bool file_exists(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static void json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c == '\n') fputs("\\n", f);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Trains one role; small has no judge samples. */
+static int train_role(const struct settings *s, const struct role_cfg *r, bool judge, const struct dt_pool *pool,
+                      uint64_t seed, const char *out, const char *name, struct tt_report *rep) {
+    struct tm_model m;
+    if (tm_model_init(&m, &r->hp, seed) != 0) {
+        fprintf(stderr, "sr-train: bad model shape (%s)\n", tm_hparams_check(&r->hp) ? tm_hparams_check(&r->hp) : "out of memory");
+        return -1;
+    }
+    struct dt_mix mix = {.cfg = s->task, .p_judge = judge ? r->p_judge : 0.0f, .p_judge_good = r->p_judge_good,
+                         .p_real = r->p_real, .judge_weight = r->judge_weight, .judge_prompt = s->judge_prompt,
+                         .judge_prefill = s->judge_prefill, .pool = pool};
+    struct tt_params tp = r->tp;
+    tp.threads = s->threads;
+    tp.seed = seed * 7919 + 17;
+    char err[256];
+    fprintf(stderr, "[%s] %d layers, n_embd %d, %d heads, n_ff %d: %.2fM parameters\n", tp.label, r->hp.n_layer,
+            r->hp.n_embd, r->hp.n_head, r->hp.n_ff, (double)tm_model_n_elements(&m) / 1e6);
+    int rc = tt_train(&m, &tp, dt_next, &mix, rep, err, sizeof err);
+    if (rc == 0) rc = tm_model_save(&m, out, name, err, sizeof err);
+    if (rc != 0) fprintf(stderr, "sr-train: %s\n", err);
+    tm_model_free(&m);
+    return rc;
+}
+
+static void print_eval(const char *who, const struct ev_result *r) {
+    if (r->n_problems)
+        fprintf(stderr, "[eval] %s accuracy %d/%d = %.1f%%\n", who, r->n_correct, r->n_problems,
+                100.0 * r->n_correct / r->n_problems);
+    if (r->n_steps && !(r->good_accept + r->good_reject + r->bad_accept + r->bad_reject))
+        fprintf(stderr, "[eval] %s step errors %d/%d = %.1f%%\n", who, r->n_steps_wrong, r->n_steps,
+                100.0 * r->n_steps_wrong / r->n_steps);
+    int g = r->good_accept + r->good_reject, b = r->bad_accept + r->bad_reject;
+    if (g + b)
+        fprintf(stderr, "[eval] judge on small steps: accepts %d/%d correct (%.1f%%), rejects %d/%d wrong (%.1f%%)\n",
+                r->good_accept, g, g ? 100.0 * r->good_accept / g : 0.0, r->bad_reject, b,
+                b ? 100.0 * r->bad_reject / b : 0.0);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Subcommands                                                                                */
+
+static int cmd_pair(int argc, char **argv) {
+    struct settings s = settings_default();
+    const char *dir = NULL;
+    bool force = false;
+    for (int i = 2; i < argc; i++) {
+        int c = parse_common(argc, argv, &i, &s);
+        if (c == 2) return 2;
+        if (c == 1) continue;
+        if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) dir = argv[++i];
+        else if (strcmp(argv[i], "--force") == 0) force = true;
+        else return usage_err("unknown option '%s'", argv[i]);
+    }
+    const char *msg = tk_cfg_check(&s.task);
+    if (msg) return usage_err("%s", msg);
+    char key[256], path[4096], small[4200], base[4200], meta[4200], held[4200];
+    cache_key(&s, key, sizeof key);
+    if (!dir) {
+        const char *c = getenv("SPECREASON_CACHE");
+        const char *x = getenv("XDG_CACHE_HOME");
+        const char *h = getenv("HOME");
+        if (c && *c) snprintf(path, sizeof path, "%s/pair/%s", c, key);
+        else if (x && *x) snprintf(path, sizeof path, "%s/specreason/pair/%s", x, key);
+        else snprintf(path, sizeof path, "%s/.cache/specreason/pair/%s", h ? h : ".", key);
+    } else {
+        snprintf(path, sizeof path, "%s", dir);
+    }
+    snprintf(small, sizeof small, "%s/small.gguf", path);
+    snprintf(base, sizeof base, "%s/base.gguf", path);
+    snprintf(meta, sizeof meta, "%s/meta.json", path);
+    snprintf(held, sizeof held, "%s/heldout.jsonl", path);
+    if (!force && file_exists(meta) && file_exists(small) && file_exists(base)) {
+        fprintf(stderr, "[pair] cached in %s\n", path);
+        printf("%s\n%s\n", small, base);
+        return 0;
+    }
+    if (mkdir_p(path) != 0) {
+        fprintf(stderr, "sr-train: cannot create %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    unlink(meta);
+    fprintf(stderr, "[pair] training the small/base pair into %s (budget: small %.0f s, base %.0f s)\n", path,
+            s.small.tp.time_s, s.base.tp.time_s);
+    llm_log_quiet();
+    dt_heldout_register(&s.task, s.seed, s.n_heldout);
+    double t0 = now_s();
+    struct tt_report rs, rb;
+    if (train_role(&s, &s.small, false, NULL, s.seed * 2 + 1, small, "specreason-pair-small", &rs) != 0) return 1;
+
+    /* The small model's own mistakes, for the judge. */
+    char err[256];
+    struct llm *Ls = llm_open(small, 512, s.threads, err, sizeof err);
+    if (!Ls) { fprintf(stderr, "sr-train: %s\n", err); return 1; }
+    struct dt_pool pool = {0};
+    struct ev_result em = {0};
+    double tm0 = now_s();
+    if (ev_mistakes(Ls, &s.task, s.seed * 31 + 7, s.n_mistakes / 2, 0.0f, &pool, &em) != 0 ||
+        ev_mistakes(Ls, &s.task, s.seed * 37 + 11, s.n_mistakes - s.n_mistakes / 2, 1.0f, &pool, &em) != 0) {
+        fprintf(stderr, "sr-train: collecting the small model's mistakes failed\n");
+        return 1;
+    }
+    fprintf(stderr, "[mistakes] %zu wrong steps out of %d (greedy and T=1) in %.0f s\n", pool.n, em.n_steps,
+            now_s() - tm0);
+    if (train_role(&s, &s.base, true, &pool, s.seed * 2 + 2, base, "specreason-pair-base", &rb) != 0) return 1;
+    double t_train = now_s() - t0;
+
+    /* Summary measurements with llama.cpp. */
+    struct llm *Lb = llm_open(base, 512, s.threads, err, sizeof err);
+    if (!Lb) { fprintf(stderr, "sr-train: %s\n", err); return 1; }
+    struct ev_result as = {0}, ab = {0}, ej = {0};
+    if (ev_accuracy(Ls, &s.task, s.seed, s.n_eval, &as) != 0 || ev_accuracy(Lb, &s.task, s.seed, s.n_eval, &ab) != 0 ||
+        ev_judge(Ls, Lb, &s.task, s.seed, s.n_eval, s.judge_prompt, s.judge_prefill, &ej) != 0) {
+        fprintf(stderr, "sr-train: evaluation failed\n");
+        return 1;
+    }
+    print_eval("small", &as);
+    print_eval("base", &ab);
+    print_eval("judge", &ej);
+    double sd, sp, bd, bp;
+    llm_speed(Ls, 200, 32, &sd, &sp);
+    llm_speed(Lb, 200, 32, &bd, &bp);
+    llm_close(Ls);
+    llm_close(Lb);
+
+    /* Held-out problems for the benchmark. */
+    FILE *f = fopen(held, "w");
+    if (!f) { fprintf(stderr, "sr-train: cannot write %s\n", held); return 1; }
+    for (int32_t i = 0; i < s.n_heldout; i++) {
+        struct tk_problem p;
+        char text[TK_TEXT_MAX];
+        dt_heldout_problem(&s.task, s.seed, i, &p);
+        tk_problem_text(&p, text, sizeof text);
+        fprintf(f, "{\"id\": %d, \"problem\": \"%s\", \"answer\": \"%lld\"}\n", i, text, (long long)tk_answer(&p));
+    }
+    fclose(f);
+
+    char task[64];
+    tk_cfg_name(&s.task, task, sizeof task);
+    char tmp[4300];
+    snprintf(tmp, sizeof tmp, "%s.tmp", meta);
+    f = fopen(tmp, "w");
+    if (!f) { fprintf(stderr, "sr-train: cannot write %s\n", tmp); return 1; }
+    fprintf(f, "{\n  \"trainer_version\": \"%s\",\n  \"key\": \"%s\",\n  \"task\": \"%s\",\n  \"seed\": %llu,\n",
+            TRAINER_VERSION, key, task, (unsigned long long)s.seed);
+    fprintf(f, "  \"judge_prompt\": ");
+    json_str(f, s.judge_prompt);
+    fprintf(f, ",\n  \"judge_prefill\": ");
+    json_str(f, s.judge_prefill);
+    fprintf(f, ",\n  \"train_seconds\": %.1f,\n", t_train);
+    const struct role_cfg *rc[2] = {&s.small, &s.base};
+    const struct tt_report *rr[2] = {&rs, &rb};
+    const struct ev_result *ra[2] = {&as, &ab};
+    double dec[2] = {sd, bd}, pre[2] = {sp, bp};
+    for (int k = 0; k < 2; k++) {
+        fprintf(f,
+                "  \"%s\": {\"layers\": %d, \"embd\": %d, \"heads\": %d, \"ff\": %d, \"steps\": %lld, \"seconds\": %.1f, "
+                "\"loss_gen\": %.4f, \"loss_judge\": %.4f, \"accuracy\": %.4f, \"ms_per_decode\": %.4f, "
+                "\"ms_prefill_32\": %.4f},\n",
+                k ? "base" : "small", rc[k]->hp.n_layer, rc[k]->hp.n_embd, rc[k]->hp.n_head, rc[k]->hp.n_ff,
+                (long long)rr[k]->steps, rr[k]->seconds, rr[k]->loss_gen, rr[k]->loss_judge,
+                ra[k]->n_problems ? (double)ra[k]->n_correct / ra[k]->n_problems : 0.0, dec[k], pre[k]);
+    }
+    int g = ej.good_accept + ej.good_reject, b = ej.bad_accept + ej.bad_reject;
+    fprintf(f, "  \"mistakes_collected\": %zu,\n  \"judge\": {\"correct_steps\": %d, \"accept_correct\": %.4f, "
+               "\"wrong_steps\": %d, \"reject_wrong\": %.4f}\n}\n",
+            pool.n, g, g ? (double)ej.good_accept / g : 0.0, b, b ? (double)ej.bad_reject / b : 0.0);
+    fclose(f);
+    dt_pool_free(&pool);
+    if (rename(tmp, meta) != 0) { fprintf(stderr, "sr-train: cannot write %s\n", meta); return 1; }
+    fprintf(stderr, "[pair] done in %.0f s (training and mistakes %.0f s)\n", now_s() - t0, t_train);
+    printf("%s\n%s\n", small, base);
+    return 0;
+}
+
+static int cmd_train(int argc, char **argv) {
+    struct settings s = settings_default();
+    const char *role = "small", *out = NULL, *pool_model = NULL;
+    for (int i = 2; i < argc; i++) {
+        int c = parse_common(argc, argv, &i, &s);
+        if (c == 2) return 2;
+        if (c == 1) continue;
+        if (strcmp(argv[i], "--role") == 0 && i + 1 < argc) role = argv[++i];
+        else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) out = argv[++i];
+        else if (strcmp(argv[i], "--mistakes-from") == 0 && i + 1 < argc) pool_model = argv[++i];
+        else return usage_err("unknown option '%s'", argv[i]);
+    }
+    if (!out) return usage_err("%s", "train needs -o FILE");
+    bool is_base = strcmp(role, "base") == 0;
+    if (!is_base && strcmp(role, "small") != 0) return usage_err("unknown role '%s'", role);
+    llm_log_quiet();
+    dt_heldout_register(&s.task, s.seed, s.n_heldout);
+    struct dt_pool pool = {0};
+    if (pool_model) {
+        char err[256];
+        struct llm *L = llm_open(pool_model, 512, s.threads, err, sizeof err);
+        if (!L) { fprintf(stderr, "sr-train: %s\n", err); return 1; }
+        struct ev_result em = {0};
+        ev_mistakes(L, &s.task, s.seed * 31 + 7, s.n_mistakes / 2, 0.0f, &pool, &em);
+        ev_mistakes(L, &s.task, s.seed * 37 + 11, s.n_mistakes - s.n_mistakes / 2, 1.0f, &pool, &em);
+        fprintf(stderr, "[mistakes] %zu wrong steps out of %d\n", pool.n, em.n_steps);
+        llm_close(L);
+    }
+    struct tt_report rep;
+    const struct role_cfg *r = is_base ? &s.base : &s.small;
+    int rc = train_role(&s, r, is_base, &pool, s.seed * 2 + (is_base ? 2 : 1), out,
+                        is_base ? "specreason-pair-base" : "specreason-pair-small", &rep);
+    dt_pool_free(&pool);
+    if (rc != 0) return 1;
+    fprintf(stderr, "[%s] %lld steps in %.0f s; loss gen %.4f (acc %.2f%%) judge %.4f (acc %.2f%%)\n", role,
+            (long long)rep.steps, rep.seconds, rep.loss_gen, 100 * rep.acc_gen, rep.loss_judge, 100 * rep.acc_judge);
+    return 0;
+}
+
+static int cmd_eval(int argc, char **argv) {
+    struct settings s = settings_default();
+    const char *small = NULL, *base = NULL;
+    for (int i = 2; i < argc; i++) {
+        int c = parse_common(argc, argv, &i, &s);
+        if (c == 2) return 2;
+        if (c == 1) continue;
+        if (strcmp(argv[i], "--small") == 0 && i + 1 < argc) small = argv[++i];
+        else if (strcmp(argv[i], "--base") == 0 && i + 1 < argc) base = argv[++i];
+        else return usage_err("unknown option '%s'", argv[i]);
+    }
+    llm_log_quiet();
+    char err[256];
+    struct llm *Ls = NULL, *Lb = NULL;
+    if (small && !(Ls = llm_open(small, 512, s.threads, err, sizeof err))) { fprintf(stderr, "sr-train: %s\n", err); return 1; }
+    if (base && !(Lb = llm_open(base, 512, s.threads, err, sizeof err))) { fprintf(stderr, "sr-train: %s\n", err); return 1; }
+    struct ev_result r;
+    if (Ls) {
+        memset(&r, 0, sizeof r);
+        ev_accuracy(Ls, &s.task, s.seed, s.n_eval, &r);
+        ev_mistakes(Ls, &s.task, s.seed * 1000 + 3, s.n_eval, 0.0f, NULL, &r);
+        print_eval("small", &r);
+    }
+    if (Lb) {
+        memset(&r, 0, sizeof r);
+        ev_accuracy(Lb, &s.task, s.seed, s.n_eval, &r);
+        ev_mistakes(Lb, &s.task, s.seed * 1000 + 3, s.n_eval, 0.0f, NULL, &r);
+        print_eval("base", &r);
+    }
+    if (Ls && Lb) {
+        memset(&r, 0, sizeof r);
+        ev_judge(Ls, Lb, &s.task, s.seed, s.n_eval, s.judge_prompt, s.judge_prefill, &r);
+        print_eval("judge", &r);
+    }
+    llm_close(Ls);
+    llm_close(Lb);
+    return 0;
+}
+
+static int cmd_problems(int argc, char **argv) {
+    struct settings s = settings_default();
+    int32_t n = 100;
+    for (int i = 2; i < argc; i++) {
+        int c = parse_common(argc, argv, &i, &s);
+        if (c == 2) return 2;
+        if (c == 1) continue;
+        double x;
+        if (strcmp(argv[i], "--n") == 0 && i + 1 < argc && parse_num(argv[i + 1], 1, 1e6, &x)) {
+            n = (int32_t)x;
+            i++;
+        } else {
+            return usage_err("unknown option '%s'", argv[i]);
+        }
+    }
+    for (int32_t i = 0; i < n; i++) {
+        struct tk_problem p;
+        char text[TK_TEXT_MAX];
+        dt_heldout_problem(&s.task, s.seed, i, &p);
+        tk_problem_text(&p, text, sizeof text);
+        printf("{\"id\": %d, \"problem\": \"%s\", \"answer\": \"%lld\"}\n", i, text, (long long)tk_answer(&p));
+    }
+    return 0;
+}
+
+static int cmd_speed(int argc, char **argv) {
+    const char *model = NULL;
+    int threads = 2;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "-m") == 0 && i + 1 < argc) model = argv[++i];
+        else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = atoi(argv[++i]);
+        else return usage_err("unknown option '%s'", argv[i]);
+    }
+    if (!model) return usage_err("%s", "speed needs -m MODEL");
+    llm_log_quiet();
+    char err[256];
+    struct llm *L = llm_open(model, 512, threads, err, sizeof err);
+    if (!L) { fprintf(stderr, "sr-train: %s\n", err); return 1; }
+    double d, p8, p16, p32, p64;
+    llm_speed(L, 300, 8, &d, &p8);
+    llm_speed(L, 300, 16, &d, &p16);
+    llm_speed(L, 300, 32, &d, &p32);
+    llm_speed(L, 300, 64, &d, &p64);
+    printf("{\"ms_per_decode\": %.4f, \"ms_prefill_8\": %.4f, \"ms_prefill_16\": %.4f, \"ms_prefill_32\": %.4f, "
+           "\"ms_prefill_64\": %.4f}\n", d, p8, p16, p32, p64);
+    llm_close(L);
+    return 0;
+}
+
+/* Teacher-forced per-character accuracy of a model over each step's text (3-term problems):
+ * which parts of a step (copied operands, result digits) the model has learned. */
+static int cmd_diag(int argc, char **argv) {
+    struct settings s = settings_default();
+    const char *model = NULL;
+    for (int i = 2; i < argc; i++) {
+        int c = parse_common(argc, argv, &i, &s);
+        if (c == 2) return 2;
+        if (c == 1) continue;
+        if (strcmp(argv[i], "-m") == 0 && i + 1 < argc) model = argv[++i];
+        else return usage_err("unknown option '%s'", argv[i]);
+    }
+    if (!model) return usage_err("%s", "diag needs -m MODEL");
+    llm_log_quiet();
+    char err[256];
+    struct llm *L = llm_open(model, 512, s.threads, err, sizeof err);
+    if (!L) { fprintf(stderr, "sr-train: %s\n", err); return 1; }
+    int ok[TK_MAX_TERMS][32] = {{0}}, tot[TK_MAX_TERMS][32] = {{0}};
+    for (int32_t i = 0; i < s.n_eval; i++) {
+        struct tk_problem p;
+        dt_heldout_problem(&s.task, s.seed, i, &p);
+        char text[TK_TEXT_MAX], buf[TK_TEXT_MAX * 2];
+        tk_problem_text(&p, text, sizeof text);
+        tk_render_prefix(text, buf, sizeof buf);
+        llm_clear(L);
+        llm_feed(L, buf);
+        for (int32_t k = 0; k < tk_n_steps(&p); k++) {
+            tk_step_text(&p, k, text, sizeof text);
+            strcat(text, TK_DELIM_TEXT);
+            int32_t toks[64];
+            int n = tk_tokenize(text, strlen(text), toks, 64);
+            for (int j = 0; j < n && j < 32; j++) {
+                int32_t pred = llm_argmax(L);
+                ok[k][j] += pred == toks[j];
+                tot[k][j]++;
+                char one[16];
+                snprintf(one, sizeof one, "%s", tk_token_text(toks[j]));
+                llm_feed(L, one);
+            }
+        }
+    }
+    for (int k = 0; k < TK_MAX_TERMS; k++) {
+        if (!tot[k][0]) continue;
+        printf("step %d:", k);
+        for (int j = 0; j < 32 && tot[k][j]; j++) printf(" %3.0f", 100.0 * ok[k][j] / tot[k][j]);
+        printf("\n");
+    }
+    llm_close(L);
+    return 0;
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: sr-train pair [--dir D] [--seed N] [--force] [settings]\n"
+            "       sr-train train --role small|base -o FILE [--mistakes-from SMALL.gguf] [settings]\n"
+            "       sr-train eval [--small S.gguf] [--base B.gguf] [--n-eval N] [settings]\n"
+            "       sr-train problems [--n N] [--seed N] [settings]\n"
+            "       sr-train speed -m MODEL.gguf [--threads N]\n\n"
+            "Trains the small/base reasoning pair for specreason (character-level llama-arch GGUFs) on the CPU.\n\n"
+            "settings: --seed N --threads N --terms-min N --terms-max N --digits N --n-heldout N --n-mistakes N\n"
+            "  --n-eval N --{small,base}-{layers,embd,heads,ff,lr,steps,time,batch} X --judge-frac F --judge-good F\n"
+            "  --judge-real F --judge-weight N --judge-prompt S --judge-prefill S\n");
+}
+
+int main(int argc, char **argv) {
+    /* ggml's CPU backend runs on OpenMP; with libgomp's default spin-waiting, two threads on a
+     * machine whose cores are busy with other work stall at every graph node's barrier (5-25x
+     * slower, measured). Passive waiting must be set before libgomp initialises: re-exec once. */
+    if (!getenv("OMP_WAIT_POLICY")) {
+        setenv("OMP_WAIT_POLICY", "passive", 1);
+        execv("/proc/self/exe", argv);
+    }
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "pair") == 0) return cmd_pair(argc, argv);
+    if (strcmp(argv[1], "train") == 0) return cmd_train(argc, argv);
+    if (strcmp(argv[1], "eval") == 0) return cmd_eval(argc, argv);
+    if (strcmp(argv[1], "problems") == 0) return cmd_problems(argc, argv);
+    if (strcmp(argv[1], "speed") == 0) return cmd_speed(argc, argv);
+    if (strcmp(argv[1], "diag") == 0) return cmd_diag(argc, argv);
+    return usage_err("unknown command '%s'", argv[1]);
+}

@@ -1,0 +1,443 @@
+/*
+ * train.c: packed batches, the loss graph, AdamW with clipping, the progress bar (see train.h).
+ *
+ * Graph: logits [V, T*B] -> get_rows(selected targets) [V, M] * selmask -> cross_entropy_loss.
+ * ggml's cross-entropy backward assumes every label row sums to 1, so unlearned positions are
+ * not given zero labels (that would push their logits around); they are left out by the row
+ * selection, and the unused selection slots are multiplied by 0 so no gradient reaches them.
+ * The graph is built and allocated once; each step only uploads inputs.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "train.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ggml-alloc.h"
+#include "ggml-cpu.h"
+
+struct tt_params tt_default_params(void) {
+    struct tt_params p = {
+        .T = 128, .B = 16, .lr = 2e-3f, .lr_min = 1e-4f, .warmup = 100, .wd = 0.01f,
+        .beta1 = 0.9f, .beta2 = 0.98f, .eps = 1e-8f, .clip = 1.0f, .steps = 1000, .time_s = 0,
+        .threads = 2, .seed = 1, .label = "train", .progress = true,
+    };
+    return p;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The batch graph                                                                            */
+
+struct sel_info {
+    int32_t row;    /* position in the packed batch */
+    int32_t target; /* token id */
+    uint8_t w, cat;
+};
+
+struct bgraph {
+    int T, B, V;
+    struct ggml_context *ctx;
+    struct ggml_cgraph *gf;
+    ggml_gallocr_t ga;
+    ggml_backend_t be;
+    struct ggml_tensor *t_tok, *t_pos, *t_mask, *t_labels, *t_roww, *logits;
+    struct ggml_tensor *grads[TM_MAX_PARAMS];
+    /* host copies of the inputs */
+    int32_t *tok, *pos;
+    float *mask, *labels, *roww;
+    struct sel_info *info; /* one per learned target */
+    int n_info;
+    double w_total;        /* sum of the learned targets' weights */
+};
+
+static void bgraph_free(struct bgraph *g) {
+    if (g->ga) ggml_gallocr_free(g->ga);
+    if (g->be) ggml_backend_free(g->be);
+    if (g->ctx) ggml_free(g->ctx);
+    free(g->tok);
+    free(g->pos);
+    free(g->mask);
+    free(g->labels);
+    free(g->roww);
+    free(g->info);
+    memset(g, 0, sizeof *g);
+}
+
+#define GRAPH_SIZE 16384
+
+static int bgraph_init(struct bgraph *g, struct tm_model *m, int T, int B, int threads) {
+    memset(g, 0, sizeof *g);
+    g->T = T;
+    g->B = B;
+    g->V = m->hp.n_vocab;
+    const int64_t N = (int64_t)T * B;
+    struct ggml_init_params ip = {.mem_size = ggml_tensor_overhead() * GRAPH_SIZE + ggml_graph_overhead_custom(GRAPH_SIZE, false),
+                                  .mem_buffer = NULL, .no_alloc = true};
+    g->ctx = ggml_init(ip);
+    if (!g->ctx) return -1;
+    g->t_tok = ggml_new_tensor_1d(g->ctx, GGML_TYPE_I32, N);
+    g->t_pos = ggml_new_tensor_1d(g->ctx, GGML_TYPE_I32, N);
+    g->t_mask = ggml_new_tensor_4d(g->ctx, GGML_TYPE_F32, T, T, 1, B);
+    g->t_labels = ggml_new_tensor_2d(g->ctx, GGML_TYPE_F32, g->V, N);
+    g->t_roww = ggml_new_tensor_2d(g->ctx, GGML_TYPE_F32, 1, N);
+    struct ggml_tensor *ins[] = {g->t_tok, g->t_pos, g->t_mask, g->t_labels, g->t_roww};
+    for (size_t i = 0; i < sizeof ins / sizeof ins[0]; i++) ggml_set_input(ins[i]);
+    g->logits = tm_build_train(g->ctx, m, g->t_tok, g->t_pos, g->t_mask, g->t_labels, g->t_roww, T, B, g->grads);
+    ggml_set_output(g->logits);
+    g->gf = ggml_new_graph_custom(g->ctx, GRAPH_SIZE, false);
+    ggml_build_forward_expand(g->gf, g->logits);
+    for (int i = 0; i < m->n_params; i++) ggml_build_forward_expand(g->gf, g->grads[i]);
+    g->ga = ggml_gallocr_new(ggml_backend_cpu_buffer_type());
+    g->be = ggml_backend_cpu_init();
+    if (!g->ga || !g->be || !ggml_gallocr_alloc_graph(g->ga, g->gf)) return -1;
+    ggml_backend_cpu_set_n_threads(g->be, threads > 0 ? threads : 1);
+    g->tok = malloc((size_t)N * sizeof *g->tok);
+    g->pos = malloc((size_t)N * sizeof *g->pos);
+    g->mask = malloc((size_t)N * (size_t)T * sizeof *g->mask);
+    g->labels = calloc((size_t)N * (size_t)g->V, sizeof *g->labels);
+    g->roww = malloc((size_t)N * sizeof *g->roww);
+    g->info = malloc((size_t)N * sizeof *g->info);
+    if (!g->tok || !g->pos || !g->mask || !g->labels || !g->roww || !g->info) return -1;
+    return 0;
+}
+
+/* Packs samples into the host arrays. `get` returns the next sample (or NULL when there are no
+ * more); a sample that does not fit in the current row's remaining space starts the next row
+ * (it stays pending). Returns the number of positions holding real tokens. */
+typedef const struct tt_sample *(*get_fn)(void *ctx);
+
+static int64_t bgraph_pack(struct bgraph *g, get_fn get, void *gctx, const struct tt_sample **pending) {
+    const int T = g->T, B = g->B;
+    const int64_t N = (int64_t)T * B;
+    for (int64_t i = 0; i < N * T; i++) g->mask[i] = -INFINITY;
+    for (int i = 0; i < g->n_info; i++) /* clear last batch's one-hot entries */
+        g->labels[(size_t)g->info[i].row * (size_t)g->V + (size_t)g->info[i].target] = 0.0f;
+    memset(g->roww, 0, (size_t)N * sizeof *g->roww);
+    g->n_info = 0;
+    g->w_total = 0.0;
+    int64_t used = 0;
+    for (int b = 0; b < B; b++) {
+        int c = 0;
+        for (;;) {
+            const struct tt_sample *s = *pending ? *pending : get(gctx);
+            *pending = NULL;
+            if (!s) break;
+            int n = s->n < T ? s->n : T;
+            if (c + n > T) {
+                *pending = s;
+                break;
+            }
+            for (int i = 0; i < n; i++) {
+                int64_t r = (int64_t)b * T + c + i;
+                g->tok[r] = s->tok[i];
+                g->pos[r] = i;
+                float *mrow = g->mask + r * T; /* query c+i of row b sees keys c..c+i */
+                for (int j = 0; j <= i; j++) mrow[c + j] = 0.0f;
+                if (i + 1 < n && s->w[i + 1] > 0) {
+                    g->info[g->n_info++] = (struct sel_info){(int32_t)r, s->tok[i + 1], s->w[i + 1], s->cat[i + 1]};
+                    g->labels[(size_t)r * (size_t)g->V + (size_t)s->tok[i + 1]] = 1.0f;
+                    g->roww[r] = (float)s->w[i + 1];
+                    g->w_total += s->w[i + 1];
+                }
+            }
+            c += n;
+            used += n;
+        }
+        for (int i = c; i < T; i++) { /* padding: a token that sees only itself */
+            int64_t r = (int64_t)b * T + i;
+            g->tok[r] = 0;
+            g->pos[r] = 0;
+            g->mask[r * T + i] = 0.0f;
+        }
+    }
+    if (g->w_total > 0)
+        for (int i = 0; i < g->n_info; i++) g->roww[g->info[i].row] /= (float)g->w_total;
+    return used;
+}
+
+/* Per-category loss and argmax accuracy of the last batch, from the logits; returns the
+ * weighted mean loss (the quantity whose gradient the graph computes). */
+static double bgraph_stats(const struct bgraph *g, double sum_loss[3], double sum_acc[3], double cnt[3]) {
+    const float *lg = g->logits->data;
+    double wl = 0.0;
+    for (int i = 0; i < g->n_info; i++) {
+        const struct sel_info *s = &g->info[i];
+        const float *row = lg + (size_t)s->row * (size_t)g->V;
+        float mx = row[0];
+        int arg = 0;
+        for (int v = 1; v < g->V; v++)
+            if (row[v] > mx) { mx = row[v]; arg = v; }
+        double z = 0.0;
+        for (int v = 0; v < g->V; v++) z += exp((double)(row[v] - mx));
+        double nll = log(z) + (double)(mx - row[s->target]);
+        int c = s->cat < 3 ? s->cat : 0;
+        sum_loss[c] += nll;
+        sum_acc[c] += arg == s->target;
+        cnt[c] += 1;
+        wl += s->w * nll;
+    }
+    return g->w_total > 0 ? wl / g->w_total : 0.0;
+}
+
+/* Uploads the inputs, runs forward and backward; returns the weighted mean loss. */
+static double bgraph_compute(struct bgraph *g, double sum_loss[3], double sum_acc[3], double cnt[3]) {
+    const int64_t N = (int64_t)g->T * g->B;
+    ggml_backend_tensor_set(g->t_tok, g->tok, 0, (size_t)N * sizeof *g->tok);
+    ggml_backend_tensor_set(g->t_pos, g->pos, 0, (size_t)N * sizeof *g->pos);
+    ggml_backend_tensor_set(g->t_mask, g->mask, 0, (size_t)N * (size_t)g->T * sizeof *g->mask);
+    ggml_backend_tensor_set(g->t_labels, g->labels, 0, (size_t)N * (size_t)g->V * sizeof *g->labels);
+    ggml_backend_tensor_set(g->t_roww, g->roww, 0, (size_t)N * sizeof *g->roww);
+    if (ggml_backend_graph_compute(g->be, g->gf) != GGML_STATUS_SUCCESS) return NAN;
+    return bgraph_stats(g, sum_loss, sum_acc, cnt);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Optimizer                                                                                  */
+
+struct adamw {
+    float *m[TM_MAX_PARAMS], *v[TM_MAX_PARAMS];
+    int64_t t;
+};
+
+static float grad_norm(struct tm_model *mod, struct bgraph *g) {
+    double s = 0.0;
+    for (int i = 0; i < mod->n_params; i++) {
+        const float *gr = g->grads[i]->data;
+        int64_t n = ggml_nelements(mod->params[i]);
+        for (int64_t j = 0; j < n; j++) s += (double)gr[j] * gr[j];
+    }
+    return (float)sqrt(s);
+}
+
+static void adamw_step(struct adamw *o, struct tm_model *mod, struct bgraph *g, const struct tt_params *p, float lr,
+                       float gscale) {
+    o->t++;
+    const float bc1 = 1.0f - powf(p->beta1, (float)o->t), bc2 = 1.0f - powf(p->beta2, (float)o->t);
+    for (int i = 0; i < mod->n_params; i++) {
+        struct ggml_tensor *t = mod->params[i];
+        float *w = t->data, *m = o->m[i], *v = o->v[i];
+        const float *gr = g->grads[i]->data;
+        const float wd = ggml_n_dims(t) >= 2 ? p->wd : 0.0f;
+        int64_t n = ggml_nelements(t);
+        for (int64_t j = 0; j < n; j++) {
+            float gj = gr[j] * gscale;
+            m[j] = p->beta1 * m[j] + (1.0f - p->beta1) * gj;
+            v[j] = p->beta2 * v[j] + (1.0f - p->beta2) * gj * gj;
+            float upd = (m[j] / bc1) / (sqrtf(v[j] / bc2) + p->eps);
+            w[j] -= lr * (upd + wd * w[j]);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Progress                                                                                   */
+
+static void fmt_time(double s, char *buf, size_t size) {
+    if (!(s >= 0) || s > 359999) s = 0;
+    int t = (int)(s + 0.5);
+    if (t >= 3600) snprintf(buf, size, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, size, "%d:%02d", t / 60, t % 60);
+}
+
+static void progress(const struct tt_params *p, double frac, int64_t step, double el, double loss_g, double loss_j,
+                     double acc_j, double tok_s, bool final, bool tty) {
+    char eta[32], elapsed[32], bar[128];
+    const int W = 24;
+    int fill = (int)(frac * W + 0.5);
+    if (fill > W) fill = W;
+    size_t o = 0;
+    for (int i = 0; i < W; i++) {
+        const char *c = i < fill ? "\xe2\x96\x88" : "\xe2\x96\x91";
+        memcpy(bar + o, c, 3);
+        o += 3;
+    }
+    bar[o] = '\0';
+    fmt_time(frac > 0.001 ? el / frac - el : 0, eta, sizeof eta);
+    fmt_time(el, elapsed, sizeof elapsed);
+    char js[64] = "";
+    if (loss_j >= 0) snprintf(js, sizeof js, " judge %.3f (acc %.1f%%)", loss_j, 100.0 * acc_j);
+    fprintf(stderr, "%s[%s] %s %3.0f%% step %lld loss %.3f%s %.1fk tok/s %s ETA %s%s", tty ? "\r" : "", p->label, bar,
+            100.0 * frac, (long long)step, loss_g, js, tok_s / 1000.0, elapsed, final ? "0:00" : eta,
+            tty && !final ? "\x1b[K" : "\n");
+    if (tty && final) fprintf(stderr, "\n");
+    fflush(stderr);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+struct gen_src {
+    tt_next_fn next;
+    void *user;
+    uint64_t *rng;
+    struct tt_sample s[2];
+    int cur;
+};
+
+static const struct tt_sample *gen_get(void *ctx) {
+    struct gen_src *src = ctx;
+    /* Two buffers: the sample returned last may still be pending in the packer. */
+    src->cur ^= 1;
+    struct tt_sample *s = &src->s[src->cur];
+    s->n = 0;
+    src->next(src->user, src->rng, s);
+    return s->n > 1 ? s : NULL;
+}
+
+int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, void *user, struct tt_report *rep,
+             char *err, size_t errlen) {
+    memset(rep, 0, sizeof *rep);
+    if (p->T < 8 || p->T > TT_MAX_T || p->B < 1 || p->B > 4096) {
+        snprintf(err, errlen, "T must be in [8, %d] and B in [1, 4096]", TT_MAX_T);
+        return -1;
+    }
+    if (p->steps <= 0 && p->time_s <= 0) {
+        snprintf(err, errlen, "give a step count or a time budget");
+        return -1;
+    }
+    struct bgraph g;
+    if (bgraph_init(&g, m, p->T, p->B, p->threads) != 0) {
+        bgraph_free(&g);
+        snprintf(err, errlen, "could not build or allocate the training graph (out of memory?)");
+        return -1;
+    }
+    struct adamw opt = {0};
+    for (int i = 0; i < m->n_params; i++) {
+        size_t n = (size_t)ggml_nelements(m->params[i]);
+        opt.m[i] = calloc(n, sizeof(float));
+        opt.v[i] = calloc(n, sizeof(float));
+        if (!opt.m[i] || !opt.v[i]) {
+            snprintf(err, errlen, "out of memory");
+            for (int j = 0; j <= i; j++) { free(opt.m[j]); free(opt.v[j]); }
+            bgraph_free(&g);
+            return -1;
+        }
+    }
+    uint64_t rng = p->seed;
+    struct gen_src src = {.next = next, .user = user, .rng = &rng};
+    const struct tt_sample *pending = NULL;
+    bool tty = isatty(STDERR_FILENO);
+    double t0 = now_s(), last_print = 0.0;
+    double ema_g = -1, ema_j = -1, ema_aj = 0;
+    double win_loss[3] = {0}, win_acc[3] = {0}, win_cnt[3] = {0};
+    int last_decile = -1;
+    int rc = 0;
+    int64_t step = 0;
+    double prof[3] = {0};
+    for (;; step++) {
+        double el = now_s() - t0;
+        double frac = 0.0;
+        if (p->steps > 0) frac = (double)step / (double)p->steps;
+        if (p->time_s > 0 && el / p->time_s > frac) frac = el / p->time_s;
+        if (frac >= 1.0) break;
+        float lr = p->lr_min + 0.5f * (p->lr - p->lr_min) * (1.0f + cosf(3.14159265f * (float)frac));
+        if (step < p->warmup) lr *= (float)(step + 1) / (float)p->warmup;
+
+        double ta = now_s();
+        int64_t used = bgraph_pack(&g, gen_get, &src, &pending);
+        double tb = now_s();
+        if (used == 0) {
+            snprintf(err, errlen, "the data source produced no samples");
+            rc = -1;
+            break;
+        }
+        double sl[3] = {0}, sa[3] = {0}, sc[3] = {0};
+        double loss = bgraph_compute(&g, sl, sa, sc);
+        double tc = now_s();
+        prof[0] += tb - ta;
+        prof[1] += tc - tb;
+        if (!isfinite(loss)) {
+            snprintf(err, errlen, "loss is not finite at step %lld (lower the learning rate)", (long long)step);
+            rc = -1;
+            break;
+        }
+        float gn = grad_norm(m, &g);
+        float gscale = p->clip > 0 && gn > p->clip ? p->clip / gn : 1.0f;
+        adamw_step(&opt, m, &g, p, lr, gscale);
+        prof[2] += now_s() - tc;
+        rep->tokens += (double)p->T * p->B;
+
+        if (sc[TT_CAT_GEN] > 0) {
+            double l = sl[TT_CAT_GEN] / sc[TT_CAT_GEN];
+            ema_g = ema_g < 0 ? l : 0.95 * ema_g + 0.05 * l;
+        }
+        if (sc[TT_CAT_JUDGE] > 0) {
+            double l = sl[TT_CAT_JUDGE] / sc[TT_CAT_JUDGE], a = sa[TT_CAT_JUDGE] / sc[TT_CAT_JUDGE];
+            ema_j = ema_j < 0 ? l : 0.95 * ema_j + 0.05 * l;
+            ema_aj = 0.95 * ema_aj + 0.05 * a;
+        }
+        if (frac >= 0.95) {
+            for (int c = 0; c < 3; c++) {
+                win_loss[c] += sl[c];
+                win_acc[c] += sa[c];
+                win_cnt[c] += sc[c];
+            }
+        }
+        el = now_s() - t0;
+        if (p->progress) {
+            int decile = (int)(frac * 10);
+            if (tty ? el - last_print >= 0.5 : decile != last_decile) {
+                progress(p, frac, step + 1, el, ema_g, ema_j, ema_aj, rep->tokens / (el > 0 ? el : 1), false, tty);
+                last_print = el;
+                last_decile = decile;
+            }
+        }
+    }
+    rep->steps = step;
+    rep->seconds = now_s() - t0;
+    if (getenv("SR_TRAIN_PROFILE"))
+        fprintf(stderr, "[%s] time: pack %.1f s, graph %.1f s, optimizer %.1f s\n", p->label, prof[0], prof[1], prof[2]);
+    rep->loss_gen = win_cnt[1] > 0 ? win_loss[1] / win_cnt[1] : ema_g;
+    rep->loss_judge = win_cnt[2] > 0 ? win_loss[2] / win_cnt[2] : ema_j;
+    rep->acc_gen = win_cnt[1] > 0 ? win_acc[1] / win_cnt[1] : 0;
+    rep->acc_judge = win_cnt[2] > 0 ? win_acc[2] / win_cnt[2] : ema_aj;
+    if (p->progress && rc == 0)
+        progress(p, 1.0, step, rep->seconds, rep->loss_gen, rep->loss_judge, rep->acc_judge,
+                 rep->tokens / (rep->seconds > 0 ? rep->seconds : 1), true, tty);
+    for (int i = 0; i < m->n_params; i++) {
+        free(opt.m[i]);
+        free(opt.v[i]);
+    }
+    bgraph_free(&g);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+struct list_src {
+    const struct tt_sample *v;
+    int n, i;
+};
+
+static const struct tt_sample *list_get(void *ctx) {
+    struct list_src *s = ctx;
+    return s->i < s->n ? &s->v[s->i++] : NULL;
+}
+
+float tt_loss_and_grads(struct tm_model *m, const struct tt_sample *samples, int n_samples, int T, int B,
+                        float **grads) {
+    struct bgraph g;
+    if (bgraph_init(&g, m, T, B, 1) != 0) {
+        bgraph_free(&g);
+        return NAN;
+    }
+    struct list_src src = {samples, n_samples, 0};
+    const struct tt_sample *pending = NULL;
+    bgraph_pack(&g, list_get, &src, &pending);
+    double sl[3] = {0}, sa[3] = {0}, sc[3] = {0};
+    double loss = bgraph_compute(&g, sl, sa, sc);
+    if (grads)
+        for (int i = 0; i < m->n_params; i++)
+            memcpy(grads[i], g.grads[i]->data, (size_t)ggml_nelements(m->params[i]) * sizeof(float));
+    bgraph_free(&g);
+    return (float)loss;
+}

@@ -1,0 +1,69 @@
+/*
+ * train.h: the training loop. Samples (token ids with a per-target loss weight) are packed into
+ * rows of T tokens with a block-diagonal causal mask and positions restarting per sample; the loss
+ * is cross-entropy over the selected targets only (a target of weight w counts w times); the
+ * optimizer is AdamW with global-norm gradient clipping, linear warm-up and cosine decay, written
+ * here in C over the gradients ggml's backward pass computes.
+ */
+#ifndef SR_TRAIN_TRAIN_H
+#define SR_TRAIN_TRAIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+#define TT_MAX_T 512
+
+enum tt_cat { TT_CAT_NONE = 0, TT_CAT_GEN = 1, TT_CAT_JUDGE = 2 };
+
+/* One training sequence. Target i (the token at position i, predicted from position i - 1) has
+ * weight w[i] (0 = not learned) and a category for the statistics. w[0] is ignored. */
+struct tt_sample {
+    int32_t n;
+    int32_t tok[TT_MAX_T];
+    uint8_t w[TT_MAX_T];
+    uint8_t cat[TT_MAX_T];
+};
+
+/* Fills *s with the next sample (s->n = 0 on entry). */
+typedef void (*tt_next_fn)(void *user, uint64_t *rng, struct tt_sample *s);
+
+struct tt_params {
+    int32_t T, B;       /* row length and rows per optimizer step */
+    float lr, lr_min;   /* peak and final learning rate (cosine decay) */
+    int32_t warmup;     /* linear warm-up steps */
+    float wd;           /* decoupled weight decay on matrices */
+    float beta1, beta2, eps;
+    float clip;         /* global gradient-norm clip; 0 = off */
+    int64_t steps;      /* optimizer steps; the schedule runs over min(steps, time) */
+    double time_s;      /* wall-clock budget in seconds; 0 = none */
+    int32_t threads;
+    uint64_t seed;      /* data order */
+    const char *label;  /* progress-bar label */
+    bool progress;      /* progress bar with ETA on stderr */
+};
+
+struct tt_report {
+    int64_t steps;
+    double seconds;
+    double tokens;      /* positions processed (including padding) */
+    double loss_gen;    /* mean cross-entropy per generation target, last ~5% of steps */
+    double loss_judge;  /* same for judge targets */
+    double acc_gen;     /* argmax accuracy per generation target, same window */
+    double acc_judge;
+};
+
+struct tt_params tt_default_params(void);
+
+/* Trains m in place. Returns 0, or -1 with a message in err. */
+int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, void *user, struct tt_report *rep,
+             char *err, size_t errlen);
+
+/* Loss and gradients of one packed batch, for the gradient check: fills grads[i] (same layout as
+ * m->params[i]) and returns the loss (or NAN on failure). */
+float tt_loss_and_grads(struct tm_model *m, const struct tt_sample *samples, int n_samples, int T, int B,
+                        float **grads);
+
+#endif
