@@ -216,6 +216,7 @@ struct lm_llama {
     int64_t saved_n;   /* -1 = nothing saved */
     bool use_saved;    /* the logits for position n_toks-1 are in `saved` */
     llama_token_data *cand; /* n_vocab candidates for sampling */
+    bool greedy;            /* temperature <= 0: argmax, no sampler chain needed */
 
     llama_token *tmp; /* scratch for tokenization */
     int64_t cap_tmp;
@@ -404,6 +405,13 @@ static int32_t piece(struct lm_llama *L, llama_token t, char *buf, int32_t size)
 static enum sr_status sample_logits(struct lm_llama *L, const float *lg, llama_token *out) {
     if (!lg) return sr_lm_fail(&L->base, SR_ERR_BACKEND, "no logits to sample from");
     int32_t nv = L->m->n_vocab;
+    if (L->greedy) { /* what llama_sampler_init_greedy does, without building the candidate array */
+        int32_t best = 0;
+        for (int32_t i = 1; i < nv; i++)
+            if (lg[i] > lg[best]) best = i;
+        *out = best;
+        return SR_OK;
+    }
     for (int32_t i = 0; i < nv; i++) {
         L->cand[i].id = i;
         L->cand[i].logit = lg[i];
@@ -782,6 +790,7 @@ static enum sr_status lm_set_sampling(struct sr_lm *lm, float temperature, float
     }
     if (L->smpl) llama_sampler_free(L->smpl);
     L->smpl = s;
+    L->greedy = temperature <= 0.0f;
     return SR_OK;
 }
 
