@@ -387,6 +387,10 @@ int main(int argc, char **argv) {
         problem = read_all(stdin);
     }
     if (!problem) { fprintf(stderr, "specreason: could not read the problem: %s\n", strerror(errno)); return 1; }
+    if (strspn(problem, " \t\r\n") == strlen(problem)) {
+        free(problem);
+        return bad("no problem given (the problem text is empty)");
+    }
 
     if (C.verbose) sr_log_set(log_stderr, NULL, SR_LOG_WARN);
     else sr_log_set(NULL, NULL, SR_LOG_ERROR);

@@ -221,6 +221,7 @@ struct sr_run_params {
     int32_t draft_min;                 /* drafts shorter than this are not verified; [0, draft_max];
                                           default 0 */
     float draft_p_min;                 /* stop drafting when the small model's top token probability
+                                          (softmax over its ten best, as llama.cpp's draft-simple)
                                           falls below this; [0, 1]; default 0.5 */
     sr_event_fn on_event;              /* streaming callback; NULL = none */
     void *user;                        /* passed to on_event */

@@ -601,12 +601,21 @@ static enum sr_status lm_generate_spec(struct sr_lm *lm, struct sr_lm *draft_lm,
             while (nd < kmax) {
                 const float *lg = llama_get_logits_ith(D->ctx, -1);
                 if (!lg) break;
-                int32_t best = 0;
-                for (int32_t i = 1; i < D->m->n_vocab; i++)
-                    if (lg[i] > lg[best]) best = i;
+                /* The draft's top candidate and its probability among its ten best, as
+                 * llama.cpp's draft-simple speculator measures p_min (top-10 then softmax). */
+                float top[10];
+                int32_t best = 0, ntop = 0;
+                for (int32_t i = 0; i < D->m->n_vocab; i++) {
+                    float v = lg[i];
+                    if (ntop == 10 && v <= top[9]) continue;
+                    int32_t k = ntop < 10 ? ntop++ : 9;
+                    while (k > 0 && top[k - 1] < v) { top[k] = top[k - 1]; k--; }
+                    top[k] = v;
+                    if (k == 0) best = i;
+                }
                 if (sd->p_min > 0.0f) {
                     double z = 0.0;
-                    for (int32_t i = 0; i < D->m->n_vocab; i++) z += exp((double)(lg[i] - lg[best]));
+                    for (int32_t k = 0; k < ntop; k++) z += exp((double)(top[k] - top[0]));
                     if (1.0 / z < (double)sd->p_min) break;
                 }
                 if (best >= L->m->n_vocab || llama_vocab_is_eog(D->m->vocab, best)) break;
