@@ -152,6 +152,10 @@ static int parse_common(int argc, char **argv, int *i, struct settings *s) {
         {"--judge-good", 0, 1, &s->base.p_judge_good, 'f'},
         {"--judge-real", 0, 1, &s->base.p_real, 'f'},
         {"--judge-weight", 1, 8, &s->base.judge_weight, 'i'},
+        {"--small-rope-base", 1, 1e6, &s->small.hp.rope_base, 'f'},
+        {"--base-rope-base", 1, 1e6, &s->base.hp.rope_base, 'f'},
+        {"--small-T", 16, TT_MAX_T, &s->small.tp.T, 'i'},
+        {"--base-T", 16, TT_MAX_T, &s->base.tp.T, 'i'},
     };
     for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++) {
         if (strcmp(a, nums[k].name) != 0) continue;

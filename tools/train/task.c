@@ -154,24 +154,60 @@ int64_t tk_total(const struct tk_problem *p, int32_t k) {
 
 int64_t tk_answer(const struct tk_problem *p) { return tk_total(p, p->n_terms - 2); }
 
+/* A number as written in this task: width digits with leading zeros (or reversed, experiment). */
+static const char *num(char *out, int width, int64_t v) {
+    snprintf(out, 32, "%0*lld", width, (long long)v);
+    if (getenv("SR_TASK_REV")) {
+        for (int i = 0, j = width - 1; i < j; i++, j--) {
+            char t = out[i];
+            out[i] = out[j];
+            out[j] = t;
+        }
+    }
+    return out;
+}
+
 int tk_problem_text(const struct tk_problem *p, char *buf, size_t size) {
     size_t off = 0;
     int n = 0;
     for (int32_t i = 0; i < p->n_terms; i++) {
-        n = snprintf(buf + off, off < size ? size - off : 0, "%s%0*lld", i ? "+" : "", p->width, (long long)p->term[i]);
+        char t[32];
+        n = snprintf(buf + off, off < size ? size - off : 0, "%s%s", i ? "+" : "", num(t, p->width, p->term[i]));
         off += (size_t)n;
     }
     return (int)off;
 }
 
-/* "A+B=C" with every number padded to the problem's width; or "\boxed{C}". */
+/* Column sums a_i + b_i, most significant column first, as "00,03,11,14"; if bad_col >= 0 that
+ * column's sum is written off by one (a slip in one column). */
+static void fmt_cols(int width, int64_t a, int64_t b, int bad_col, int delta, char *out, size_t size) {
+    size_t off = 0;
+    for (int i = 0; i < width; i++) {
+        int64_t m = 1;
+        for (int j = 0; j < width - 1 - i; j++) m *= 10;
+        int s = (int)((a / m) % 10 + (b / m) % 10);
+        if (i == bad_col) s = s + delta < 0 ? s + 1 : s + delta > 18 ? s - 1 : s + delta;
+        off += (size_t)snprintf(out + off, off < size ? size - off : 0, "%s%02d", i ? "," : "", s);
+    }
+}
+
+/* "A+B=S=C": every number padded to the problem's width, S the column sums (scratch work). */
+static int fmt_add_ex(const struct tk_problem *p, int64_t a, int64_t b, int bad_col, int delta, int64_t c, char *buf,
+                      size_t size) {
+    char x[32], y[32], z[32], cols[64];
+    if (getenv("SR_TASK_PLAIN"))
+        return snprintf(buf, size, "%s+%s=%s", num(x, p->width, a), num(y, p->width, b), num(z, p->width, c));
+    fmt_cols(p->width, a, b, bad_col, delta, cols, sizeof cols);
+    return snprintf(buf, size, "%s+%s=%s=%s", num(x, p->width, a), num(y, p->width, b), cols, num(z, p->width, c));
+}
+
 static int fmt_add(const struct tk_problem *p, int64_t a, int64_t b, int64_t c, char *buf, size_t size) {
-    return snprintf(buf, size, "%0*lld+%0*lld=%0*lld", p->width, (long long)a, p->width, (long long)b, p->width,
-                    (long long)c);
+    return fmt_add_ex(p, a, b, -1, 0, c, buf, size);
 }
 
 static int fmt_boxed(const struct tk_problem *p, int64_t v, char *buf, size_t size) {
-    return snprintf(buf, size, "\\boxed{%0*lld}", p->width, (long long)v);
+    char x[32];
+    return snprintf(buf, size, "\\boxed{%s}", num(x, p->width, v));
 }
 
 int tk_step_text(const struct tk_problem *p, int32_t k, char *buf, size_t size) {
@@ -239,8 +275,15 @@ int tk_step_corrupt(const struct tk_problem *p, int32_t k, uint64_t *rng, char *
             int64_t a = k == 0 ? p->term[0] : tk_total(p, k - 1);
             int64_t b = p->term[k + 1];
             int64_t c = a + b;
-            switch (tk_rand_below(rng, 7)) {
+            switch (tk_rand_below(rng, 8)) {
             case 0: case 1: n = fmt_add(p, a, b, wrong_value(c, p->width, rng), buf, size); break;
+            case 7: { /* one column added wrong; the result follows it (or not) */
+                int col = 1 + (int)tk_rand_below(rng, (uint64_t)(p->width - 1)), d = tk_rand_below(rng, 2) ? 1 : -1;
+                int64_t m = pow10i(p->width - 1 - col);
+                int64_t c2 = tk_rand_below(rng, 3) ? c + d * m : c;
+                n = fmt_add_ex(p, a, b, col, d, c2 >= 0 && c2 < lim ? c2 : c, buf, size);
+                break;
+            }
             case 2: n = fmt_add(p, a, b, carry_slip(a, b, p->width, rng), buf, size); break;
             case 3: { /* miscopied operand: another term, or one digit changed; the sum follows it */
                 int64_t b2 = tk_rand_below(rng, 2) ? p->term[tk_rand_below(rng, (uint64_t)p->n_terms)]
