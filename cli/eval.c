@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "dataset.h"
+#include "opts.h"
 #include "json.h"
 #include "specreason.h"
 #include "specreason_grade.h"
@@ -41,17 +42,6 @@
 
 /* ------------------------------------------------------------------------------------------ */
 /* Options (one table drives parsing and --help, as in cli/main.c)                            */
-
-enum opt_kind { OPT_FLAG, OPT_STR, OPT_INT, OPT_U64, OPT_FLOAT };
-
-struct opt {
-    const char *name;  /* long name without "--" */
-    char short_name;   /* 0 = none */
-    enum opt_kind kind;
-    void *dst;
-    double lo, hi;     /* inclusive range for numbers */
-    const char *help;
-};
 
 struct cli {
     const char *small_path, *base_path, *data, *kind, *modes, *thresholds, *ids, *out, *server;
@@ -132,29 +122,14 @@ static void usage(FILE *f) {
             "OUT/summary.json, OUT/summary.csv and OUT/chart.svg (accuracy vs latency).\n"
             "Runs use the in-process engine; server mode (specreason-server, llama-server, vLLM) is\n"
             "not available yet.\n\noptions:\n");
-    for (size_t i = 0; i < N_OPTS; i++) {
-        char left[64];
-        const char *arg = OPTS[i].kind == OPT_FLAG ? "" : OPTS[i].kind == OPT_STR ? " S" : OPTS[i].kind == OPT_FLOAT ? " F" : " N";
-        if (OPTS[i].short_name) snprintf(left, sizeof left, "-%c, --%s%s", OPTS[i].short_name, OPTS[i].name, arg);
-        else snprintf(left, sizeof left, "    --%s%s", OPTS[i].name, arg);
-        fprintf(f, "  %-26s %s\n", left, OPTS[i].help);
-    }
+    opt_usage(f, OPTS, N_OPTS, 26);
     fprintf(f, "\nmodes: base (base model alone), small (small model alone), spec (small drafts, base\n"
                "judges), spec+decode and base+decode (the same with token-level speculative decoding\n"
                "wherever the base model writes). Thresholds apply to the spec modes only.\n"
                "\nexit status: 0 ok, 1 model, data, run or I/O error, 2 usage error, 130 interrupted\n");
 }
 
-static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int bad(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, PROG ": ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n(see " PROG " --help)\n");
-    va_end(ap);
-    return 2;
-}
+#define bad(...) opt_bad(PROG, __VA_ARGS__)
 
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int fail(const char *fmt, ...) {
@@ -167,74 +142,14 @@ static int fail(const char *fmt, ...) {
     return 1;
 }
 
-static int set_opt(const struct opt *o, const char *val) {
-    char *end = NULL;
-    errno = 0;
-    switch (o->kind) {
-    case OPT_FLAG: *(bool *)o->dst = true; return 0;
-    case OPT_STR: *(const char **)o->dst = val; return 0;
-    case OPT_INT: {
-        long long v = strtoll(val, &end, 10);
-        if (errno || end == val || *end || v < o->lo || v > o->hi)
-            return bad("--%s expects an integer in [%.0f, %.0f]", o->name, o->lo, o->hi);
-        *(int64_t *)o->dst = v;
-        return 0;
-    }
-    case OPT_U64: {
-        if (val[0] == '-') return bad("--%s expects a non-negative integer", o->name);
-        unsigned long long v = strtoull(val, &end, 10);
-        if (errno || end == val || *end) return bad("--%s expects a non-negative integer", o->name);
-        *(uint64_t *)o->dst = v;
-        return 0;
-    }
-    case OPT_FLOAT: {
-        double v = strtod(val, &end);
-        if (errno || end == val || *end || !isfinite(v) || v < o->lo || v > o->hi)
-            return bad("--%s expects a number in [%g, %g]", o->name, o->lo, o->hi);
-        *(double *)o->dst = v;
-        return 0;
-    }
-    }
-    return 0;
+static void on_set(const struct opt *o, void *user) {
+    (void)user;
+    if (o->dst == &C.temp) C.set_temp = true;
+    if (o->dst == &C.top_p) C.set_top_p = true;
+    if (o->dst == &C.thresholds) C.set_thresholds = true;
 }
 
-static int parse(int argc, char **argv) {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const struct opt *o = NULL;
-        const char *val = NULL;
-        if (a[0] == '-' && a[1] == '-') {
-            const char *name = a + 2;
-            const char *eq = strchr(name, '=');
-            size_t len = eq ? (size_t)(eq - name) : strlen(name);
-            for (size_t k = 0; k < N_OPTS; k++)
-                if (strlen(OPTS[k].name) == len && strncmp(OPTS[k].name, name, len) == 0) o = &OPTS[k];
-            if (eq) val = eq + 1;
-        } else if (a[0] == '-' && a[1] && !a[2]) {
-            for (size_t k = 0; k < N_OPTS; k++)
-                if (OPTS[k].short_name == a[1]) o = &OPTS[k];
-        }
-        if (!o) return bad("unknown option '%s'", a);
-        if (o->kind == OPT_FLAG) {
-            if (val) return bad("--%s takes no value", o->name);
-        } else if (!val) {
-            if (i + 1 >= argc) return bad("--%s needs a value", o->name);
-            val = argv[++i];
-        }
-        int rc = set_opt(o, val ? val : "");
-        if (rc) return rc;
-        if (o->dst == &C.temp) C.set_temp = true;
-        if (o->dst == &C.top_p) C.set_top_p = true;
-        if (o->dst == &C.thresholds) C.set_thresholds = true;
-    }
-    return 0;
-}
-
-static int pick(const char *val, const char *what, const char *const *names, int n, int *out) {
-    for (int i = 0; i < n; i++)
-        if (strcmp(val, names[i]) == 0) { *out = i; return 0; }
-    return bad("unknown %s '%s'", what, val);
-}
+#define pick(val, what, names, n, out) opt_pick(PROG, val, what, names, n, out)
 
 /* ------------------------------------------------------------------------------------------ */
 /* Modes and configurations                                                                   */
@@ -1427,7 +1342,7 @@ int main(int argc, char **argv) {
     C.small_temp = C.base_temp = C.small_top_p = C.base_top_p = NAN;
     C.small_ctx = C.base_ctx = -1;
     C.small_ngl = C.base_ngl = -2;
-    int rc = parse(argc, argv);
+    int rc = opt_parse(PROG, OPTS, N_OPTS, argc, argv, on_set, NULL);
     if (rc) return rc;
     if (C.help) { usage(stdout); return 0; }
     if (C.version) { printf(PROG " %s\n", sr_version()); return 0; }

@@ -7,25 +7,13 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "opts.h"
 #include "specreason.h"
-
-enum opt_kind { OPT_FLAG, OPT_STR, OPT_INT, OPT_U64, OPT_FLOAT, OPT_ENUM };
-
-struct opt {
-    const char *name;  /* long name without "--" */
-    char short_name;   /* 0 = none */
-    enum opt_kind kind;
-    void *dst;
-    double lo, hi;     /* inclusive range for numbers */
-    const char *choices; /* OPT_ENUM: "a|b|c" (value = index) */
-    const char *help;
-};
 
 struct cli {
     struct sr_engine_params ep;
@@ -45,48 +33,48 @@ struct cli {
 static struct cli C;
 
 static const struct opt OPTS[] = {
-    {"small", 0, OPT_STR, &C.small_path, 0, 0, NULL, "small (draft) model GGUF"},
-    {"base", 0, OPT_STR, &C.base_path, 0, 0, NULL, "base (judge) model GGUF"},
-    {"prompt", 'p', OPT_STR, &C.prompt, 0, 0, NULL, "the problem text"},
-    {"file", 'f', OPT_STR, &C.file, 0, 0, NULL, "read the problem from a file ('-' = stdin; default: stdin when -p is absent)"},
-    {"mode", 'm', OPT_STR, &C.mode, 0, 0, NULL, "spec | base | small (default spec)"},
-    {"threshold", 't', OPT_FLOAT, &C.threshold, 0, 10, NULL, "accept a step iff its score >= this (default 7)"},
-    {"score", 0, OPT_STR, &C.score, 0, 0, NULL, "greedy | average: how the judge's score is read (default greedy)"},
-    {"first-n-base", 0, OPT_INT, &C.first_n, 0, 1e9, NULL, "the first N steps are written by the base model (default 0)"},
-    {"max-step-tokens", 0, OPT_INT, &C.max_step, 1, 65536, NULL, "a step ends after this many tokens (default 512)"},
-    {"budget", 'n', OPT_INT, &C.budget, 1, 16777216, NULL, "token budget: adopted step tokens (default 8192)"},
-    {"max-answer-tokens", 0, OPT_INT, &C.max_answer, 0, 16777216, NULL, "cap on the answer after </think> (default 1024)"},
-    {"temp", 0, OPT_FLOAT, &C.temp, 0, 100, NULL, "temperature of both models (default 0.6; 0 = greedy)"},
-    {"top-p", 0, OPT_FLOAT, &C.top_p, 1e-9, 1, NULL, "top-p of both models (default 0.95)"},
-    {"small-temp", 0, OPT_FLOAT, &C.small_temp, 0, 100, NULL, "temperature of the small model"},
-    {"small-top-p", 0, OPT_FLOAT, &C.small_top_p, 1e-9, 1, NULL, "top-p of the small model"},
-    {"base-temp", 0, OPT_FLOAT, &C.base_temp, 0, 100, NULL, "temperature of the base model"},
-    {"base-top-p", 0, OPT_FLOAT, &C.base_top_p, 1e-9, 1, NULL, "top-p of the base model"},
-    {"greedy", 0, OPT_FLAG, &C.greedy, 0, 0, NULL, "greedy decoding for both models (same as --temp 0)"},
-    {"seed", 's', OPT_U64, &C.seed, 0, 0, NULL, "sampling seed (default 0)"},
-    {"answer-by", 0, OPT_STR, &C.answer_by, 0, 0, NULL, "base | loop: who writes the answer after </think> (default base)"},
-    {"no-strip-think-end", 0, OPT_FLAG, &C.no_strip, 0, 0, NULL, "let a step without an answer marker end the thinking"},
-    {"template", 0, OPT_STR, &C.template_name, 0, 0, NULL, "math | gpqa | raw: the user message around the problem (default math)"},
-    {"prompt-template", 0, OPT_STR, &C.prompt_template, 0, 0, NULL, "custom user message; {problem} is replaced"},
-    {"judge-prompt", 0, OPT_STR, &C.judge_prompt, 0, 0, NULL, "custom judge instruction (user turn)"},
-    {"judge-prefill", 0, OPT_STR, &C.judge_prefill, 0, 0, NULL, "custom judge assistant prefill"},
-    {"spec-decode", 0, OPT_FLAG, &C.spec_decode, 0, 0, NULL, "token-level speculative decoding wherever the base model writes"},
-    {"draft-max", 0, OPT_INT, &C.draft_max, 1, 64, NULL, "tokens drafted per verification (default 8)"},
-    {"draft-min", 0, OPT_INT, &C.draft_min, 0, 64, NULL, "drafts shorter than this are not verified (default 0)"},
-    {"draft-p-min", 0, OPT_FLOAT, &C.draft_p_min, 0, 1, NULL, "stop drafting below this draft probability (default 0.5)"},
-    {"ctx", 'c', OPT_INT, &C.ctx, 0, 16777216, NULL, "context tokens per model (default: min(16384, training context))"},
-    {"small-ctx", 0, OPT_INT, &C.small_ctx, 0, 16777216, NULL, "context tokens of the small model"},
-    {"base-ctx", 0, OPT_INT, &C.base_ctx, 0, 16777216, NULL, "context tokens of the base model"},
-    {"threads", 0, OPT_INT, &C.threads, 0, 512, NULL, "CPU threads (default: all cores)"},
-    {"ngl", 0, OPT_INT, &C.ngl, -1, 1e6, NULL, "layers on the GPU for both models (-1 = all, default 0)"},
-    {"small-ngl", 0, OPT_INT, &C.small_ngl, -1, 1e6, NULL, "GPU layers of the small model"},
-    {"base-ngl", 0, OPT_INT, &C.base_ngl, -1, 1e6, NULL, "GPU layers of the base model"},
-    {"json", 0, OPT_FLAG, &C.json, 0, 0, NULL, "print one JSON result instead of the stream"},
-    {"quiet", 'q', OPT_FLAG, &C.quiet, 0, 0, NULL, "no streaming; print the text and the summary at the end"},
-    {"color", 0, OPT_STR, &C.color, 0, 0, NULL, "auto | always | never (default auto: colours on a terminal)"},
-    {"verbose", 'v', OPT_FLAG, &C.verbose, 0, 0, NULL, "log llama.cpp warnings and errors to stderr"},
-    {"version", 0, OPT_FLAG, &C.version, 0, 0, NULL, "print the version"},
-    {"help", 'h', OPT_FLAG, &C.help, 0, 0, NULL, "this help"},
+    {"small", 0, OPT_STR, &C.small_path, 0, 0, "small (draft) model GGUF"},
+    {"base", 0, OPT_STR, &C.base_path, 0, 0, "base (judge) model GGUF"},
+    {"prompt", 'p', OPT_STR, &C.prompt, 0, 0, "the problem text"},
+    {"file", 'f', OPT_STR, &C.file, 0, 0, "read the problem from a file ('-' = stdin; default: stdin when -p is absent)"},
+    {"mode", 'm', OPT_STR, &C.mode, 0, 0, "spec | base | small (default spec)"},
+    {"threshold", 't', OPT_FLOAT, &C.threshold, 0, 10, "accept a step iff its score >= this (default 7)"},
+    {"score", 0, OPT_STR, &C.score, 0, 0, "greedy | average: how the judge's score is read (default greedy)"},
+    {"first-n-base", 0, OPT_INT, &C.first_n, 0, 1e9, "the first N steps are written by the base model (default 0)"},
+    {"max-step-tokens", 0, OPT_INT, &C.max_step, 1, 65536, "a step ends after this many tokens (default 512)"},
+    {"budget", 'n', OPT_INT, &C.budget, 1, 16777216, "token budget: adopted step tokens (default 8192)"},
+    {"max-answer-tokens", 0, OPT_INT, &C.max_answer, 0, 16777216, "cap on the answer after </think> (default 1024)"},
+    {"temp", 0, OPT_FLOAT, &C.temp, 0, 100, "temperature of both models (default 0.6; 0 = greedy)"},
+    {"top-p", 0, OPT_FLOAT, &C.top_p, 1e-9, 1, "top-p of both models (default 0.95)"},
+    {"small-temp", 0, OPT_FLOAT, &C.small_temp, 0, 100, "temperature of the small model"},
+    {"small-top-p", 0, OPT_FLOAT, &C.small_top_p, 1e-9, 1, "top-p of the small model"},
+    {"base-temp", 0, OPT_FLOAT, &C.base_temp, 0, 100, "temperature of the base model"},
+    {"base-top-p", 0, OPT_FLOAT, &C.base_top_p, 1e-9, 1, "top-p of the base model"},
+    {"greedy", 0, OPT_FLAG, &C.greedy, 0, 0, "greedy decoding for both models (same as --temp 0)"},
+    {"seed", 's', OPT_U64, &C.seed, 0, 0, "sampling seed (default 0)"},
+    {"answer-by", 0, OPT_STR, &C.answer_by, 0, 0, "base | loop: who writes the answer after </think> (default base)"},
+    {"no-strip-think-end", 0, OPT_FLAG, &C.no_strip, 0, 0, "let a step without an answer marker end the thinking"},
+    {"template", 0, OPT_STR, &C.template_name, 0, 0, "math | gpqa | raw: the user message around the problem (default math)"},
+    {"prompt-template", 0, OPT_STR, &C.prompt_template, 0, 0, "custom user message; {problem} is replaced"},
+    {"judge-prompt", 0, OPT_STR, &C.judge_prompt, 0, 0, "custom judge instruction (user turn)"},
+    {"judge-prefill", 0, OPT_STR, &C.judge_prefill, 0, 0, "custom judge assistant prefill"},
+    {"spec-decode", 0, OPT_FLAG, &C.spec_decode, 0, 0, "token-level speculative decoding wherever the base model writes"},
+    {"draft-max", 0, OPT_INT, &C.draft_max, 1, 64, "tokens drafted per verification (default 8)"},
+    {"draft-min", 0, OPT_INT, &C.draft_min, 0, 64, "drafts shorter than this are not verified (default 0)"},
+    {"draft-p-min", 0, OPT_FLOAT, &C.draft_p_min, 0, 1, "stop drafting below this draft probability (default 0.5)"},
+    {"ctx", 'c', OPT_INT, &C.ctx, 0, 16777216, "context tokens per model (default: min(16384, training context))"},
+    {"small-ctx", 0, OPT_INT, &C.small_ctx, 0, 16777216, "context tokens of the small model"},
+    {"base-ctx", 0, OPT_INT, &C.base_ctx, 0, 16777216, "context tokens of the base model"},
+    {"threads", 0, OPT_INT, &C.threads, 0, 512, "CPU threads (default: all cores)"},
+    {"ngl", 0, OPT_INT, &C.ngl, -1, 1e6, "layers on the GPU for both models (-1 = all, default 0)"},
+    {"small-ngl", 0, OPT_INT, &C.small_ngl, -1, 1e6, "GPU layers of the small model"},
+    {"base-ngl", 0, OPT_INT, &C.base_ngl, -1, 1e6, "GPU layers of the base model"},
+    {"json", 0, OPT_FLAG, &C.json, 0, 0, "print one JSON result instead of the stream"},
+    {"quiet", 'q', OPT_FLAG, &C.quiet, 0, 0, "no streaming; print the text and the summary at the end"},
+    {"color", 0, OPT_STR, &C.color, 0, 0, "auto | always | never (default auto: colours on a terminal)"},
+    {"verbose", 'v', OPT_FLAG, &C.verbose, 0, 0, "log llama.cpp warnings and errors to stderr"},
+    {"version", 0, OPT_FLAG, &C.version, 0, 0, "print the version"},
+    {"help", 'h', OPT_FLAG, &C.help, 0, 0, "this help"},
 };
 #define N_OPTS (sizeof OPTS / sizeof OPTS[0])
 
@@ -95,94 +83,16 @@ static void usage(FILE *f) {
             "usage: specreason --small S.gguf --base B.gguf [-p PROBLEM | -f FILE | < FILE] [options]\n\n"
             "Speculative reasoning: the small model writes each step, the base model scores it 0-9 and\n"
             "rewrites the steps that score below the threshold.\n\noptions:\n");
-    for (size_t i = 0; i < N_OPTS; i++) {
-        char left[64];
-        const char *arg = OPTS[i].kind == OPT_FLAG ? "" : OPTS[i].kind == OPT_STR ? " S" : OPTS[i].kind == OPT_FLOAT ? " F" : " N";
-        if (OPTS[i].short_name) snprintf(left, sizeof left, "-%c, --%s%s", OPTS[i].short_name, OPTS[i].name, arg);
-        else snprintf(left, sizeof left, "    --%s%s", OPTS[i].name, arg);
-        fprintf(f, "  %-28s %s\n", left, OPTS[i].help);
-    }
+    opt_usage(f, OPTS, N_OPTS, 28);
     fprintf(f, "\nexit status: 0 ok, 1 model or run error, 2 usage error\n");
 }
 
-static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int bad(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "specreason: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n(see specreason --help)\n");
-    va_end(ap);
-    return 2;
-}
+#define bad(...) opt_bad("specreason", __VA_ARGS__)
 
-static int set_opt(const struct opt *o, const char *val) {
-    char *end = NULL;
-    errno = 0;
-    switch (o->kind) {
-    case OPT_FLAG: *(bool *)o->dst = true; return 0;
-    case OPT_STR: *(const char **)o->dst = val; return 0;
-    case OPT_INT: {
-        long long v = strtoll(val, &end, 10);
-        if (errno || end == val || *end || v < o->lo || v > o->hi) {
-            char range[64];
-            snprintf(range, sizeof range, "[%.0f, %.0f]", o->lo, o->hi);
-            return bad("--%s expects an integer in %s", o->name, range);
-        }
-        *(int64_t *)o->dst = v;
-        return 0;
-    }
-    case OPT_U64: {
-        if (val[0] == '-') return bad("--%s expects a non-negative integer", o->name);
-        unsigned long long v = strtoull(val, &end, 10);
-        if (errno || end == val || *end) return bad("--%s expects a non-negative integer", o->name);
-        *(uint64_t *)o->dst = v;
-        return 0;
-    }
-    case OPT_FLOAT: {
-        double v = strtod(val, &end);
-        if (errno || end == val || *end || !isfinite(v) || v < o->lo || v > o->hi) {
-            char range[64];
-            snprintf(range, sizeof range, "[%g, %g]", o->lo, o->hi);
-            return bad("--%s expects a number in %s", o->name, range);
-        }
-        *(double *)o->dst = v;
-        return 0;
-    }
-    case OPT_ENUM: return 0;
-    }
-    return 0;
-}
-
-static int parse(int argc, char **argv) {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const struct opt *o = NULL;
-        const char *val = NULL;
-        if (a[0] == '-' && a[1] == '-') {
-            const char *name = a + 2;
-            const char *eq = strchr(name, '=');
-            size_t len = eq ? (size_t)(eq - name) : strlen(name);
-            for (size_t k = 0; k < N_OPTS; k++)
-                if (strlen(OPTS[k].name) == len && strncmp(OPTS[k].name, name, len) == 0) o = &OPTS[k];
-            if (eq) val = eq + 1;
-        } else if (a[0] == '-' && a[1] && !a[2]) {
-            for (size_t k = 0; k < N_OPTS; k++)
-                if (OPTS[k].short_name == a[1]) o = &OPTS[k];
-        }
-        if (!o) return bad("unknown option '%s'", a);
-        if (o->kind == OPT_FLAG) {
-            if (val) return bad("--%s takes no value", o->name);
-        } else if (!val) {
-            if (i + 1 >= argc) return bad("--%s needs a value", o->name);
-            val = argv[++i];
-        }
-        int rc = set_opt(o, val ? val : "");
-        if (rc) return rc;
-        if (o->dst == &C.temp) C.loaded_temp = true;
-        if (o->dst == &C.top_p) C.loaded_top_p = true;
-    }
-    return 0;
+static void on_set(const struct opt *o, void *user) {
+    (void)user;
+    if (o->dst == &C.temp) C.loaded_temp = true;
+    if (o->dst == &C.top_p) C.loaded_top_p = true;
 }
 
 static char *read_all(FILE *f) {
@@ -290,11 +200,7 @@ static void log_stderr(enum sr_log_level level, const char *msg, void *user) {
     fprintf(stderr, "[%s] %s\n", level >= SR_LOG_ERROR ? "error" : level >= SR_LOG_WARN ? "warn" : "info", msg);
 }
 
-static int pick(const char *val, const char *what, const char *const *names, int n, int *out) {
-    for (int i = 0; i < n; i++)
-        if (strcmp(val, names[i]) == 0) { *out = i; return 0; }
-    return bad("unknown %s '%s'", what, val);
-}
+#define pick(val, what, names, n, out) opt_pick("specreason", val, what, names, n, out)
 
 int main(int argc, char **argv) {
     C.rp = sr_run_default_params();
@@ -310,7 +216,7 @@ int main(int argc, char **argv) {
     C.small_top_p = C.base_top_p = NAN;
     C.small_ctx = C.base_ctx = -1;
     C.small_ngl = C.base_ngl = -2;
-    int rc = parse(argc, argv);
+    int rc = opt_parse("specreason", OPTS, N_OPTS, argc, argv, on_set, NULL);
     if (rc) return rc;
     if (C.help) { usage(stdout); return 0; }
     if (C.version) { printf("specreason %s\n", sr_version()); return 0; }

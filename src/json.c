@@ -74,26 +74,6 @@ void sr_json_free(struct sr_json *v) {
     free(v);
 }
 
-/* Length of a valid UTF-8 sequence at s (at most n bytes available), 0 if invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    size_t len;
-    uint32_t cp;
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
-    else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
-    else return 0;
-    if (len > n) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))) return 0;
-    if (cp >= 0xD800 && cp <= 0xDFFF) return 0;
-    return len;
-}
-
 static void put_utf8(struct sr_buf *b, uint32_t cp) {
     char out[4];
     size_t n;
@@ -160,7 +140,7 @@ static bool parse_string(struct parser *p, char **out, size_t *out_len) {
             goto bad;
         }
         if (c >= 0x80) {
-            size_t l = utf8_seq(p->s + p->pos, p->n - p->pos);
+            size_t l = sr_utf8_len(p->s + p->pos, p->n - p->pos);
             if (l == 0) {
                 /* Invalid UTF-8 is accepted but replaced, so the tree stays valid UTF-8. */
                 sr_buf_append(&b, "\xEF\xBF\xBD", 3);

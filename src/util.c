@@ -63,8 +63,7 @@ void sr_buf_printf(struct sr_buf *b, const char *fmt, ...) {
     va_end(ap);
 }
 
-/* Length of a valid UTF-8 sequence at s (max n bytes), or 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n) {
+size_t sr_utf8_len(const unsigned char *s, size_t n) {
     unsigned c = s[0];
     size_t len;
     uint32_t cp;
@@ -101,7 +100,7 @@ void sr_buf_json_str(struct sr_buf *b, const char *s, size_t n) {
         default: break;
         }
         if (c < 0x20) { sr_buf_printf(b, "\\u%04x", c); i++; continue; }
-        size_t l = utf8_len(u + i, n - i);
+        size_t l = sr_utf8_len(u + i, n - i);
         if (l == 0) { sr_buf_append(b, "\xEF\xBF\xBD", 3); i++; continue; }
         sr_buf_append(b, s + i, l);
         i += l;

@@ -35,6 +35,10 @@ void sr_buf_json_num(struct sr_buf *b, double v);
 /* Takes the data out (caller frees); the buffer is left empty. NULL if oom or empty-and-unallocated. */
 char *sr_buf_take(struct sr_buf *b);
 
+/* Length of the valid UTF-8 sequence at s (at most n bytes available; n >= 1), 0 if invalid
+ * (overlong forms, surrogates and code points above U+10FFFF are invalid). */
+size_t sr_utf8_len(const unsigned char *s, size_t n);
+
 char *sr_strndup(const char *s, size_t n);
 char *sr_strdup(const char *s);
 /* Finds needle in hay[0..n); returns pointer or NULL. */

@@ -583,7 +583,7 @@ int main(int argc, char **argv) {
          * "[PAD<id>]" entries, as llama.cpp's converter writes them. */
         size_t n_new = n_vocab + (size_t)p.pad_vocab;
         const char **strs = calloc(n_new, sizeof *strs);
-        char *names = calloc((size_t)p.pad_vocab, 24);
+        char *names = calloc((size_t)p.pad_vocab, 32);
         int32_t *types = calloc(n_new, sizeof *types);
         if (strs == NULL || names == NULL || types == NULL) {
             die("out of memory");
@@ -592,8 +592,8 @@ int main(int argc, char **argv) {
             strs[i] = gguf_get_arr_str(vocab, id_tokens, i);
         }
         for (long i = 0; i < p.pad_vocab; i++) {
-            snprintf(names + 24 * i, 24, "[PAD%zu]", n_vocab + (size_t)i);
-            strs[n_vocab + (size_t)i] = names + 24 * i;
+            snprintf(names + 32 * i, 32, "[PAD%zu]", n_vocab + (size_t)i);
+            strs[n_vocab + (size_t)i] = names + 32 * i;
         }
         gguf_set_arr_str(g, "tokenizer.ggml.tokens", strs, n_new);
         int64_t id_types = gguf_find_key(vocab, "tokenizer.ggml.token_type");

@@ -540,13 +540,14 @@ static int cmd_speed(int argc, char **argv) {
     char err[256];
     struct llm *L = llm_open(model, 512, threads, err, sizeof err);
     if (!L) { fprintf(stderr, "sr-train: %s\n", err); return 1; }
-    double d, p8, p16, p32, p64;
-    llm_speed(L, 300, 8, &d, &p8);
-    llm_speed(L, 300, 16, &d, &p16);
-    llm_speed(L, 300, 32, &d, &p32);
-    llm_speed(L, 300, 64, &d, &p64);
-    printf("{\"ms_per_decode\": %.4f, \"ms_prefill_8\": %.4f, \"ms_prefill_16\": %.4f, \"ms_prefill_32\": %.4f, "
-           "\"ms_prefill_64\": %.4f}\n", d, p8, p16, p32, p64);
+    static const int sizes[] = {16, 32, 48, 63, 64, 80};
+    double d = 0.0, pf;
+    printf("{");
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        llm_speed(L, k ? 50 : 300, sizes[k], k ? &pf : &d, &pf);
+        printf("%s\"ms_prefill_%d\": %.4f", k ? ", " : "", sizes[k], pf);
+    }
+    printf(", \"ms_per_decode\": %.4f}\n", d);
     llm_close(L);
     return 0;
 }

@@ -115,7 +115,7 @@ int32_t tk_tokenize(const char *text, size_t len, int32_t *out, int32_t cap) {
 /* Problems                                                                                   */
 
 struct tk_cfg tk_cfg_default(void) {
-    struct tk_cfg c = {.terms_min = 3, .terms_max = 4, .digits = 3};
+    struct tk_cfg c = {.terms_min = 5, .terms_max = 5, .digits = 1};
     return c;
 }
 
@@ -154,66 +154,28 @@ int64_t tk_total(const struct tk_problem *p, int32_t k) {
 
 int64_t tk_answer(const struct tk_problem *p) { return tk_total(p, p->n_terms - 2); }
 
-/* A number as written in this task: width digits with leading zeros (or reversed, experiment). */
-static const char *num(char *out, int width, int64_t v) {
-    snprintf(out, 32, "%0*lld", width, (long long)v);
-    if (getenv("SR_TASK_REV")) {
-        for (int i = 0, j = width - 1; i < j; i++, j--) {
-            char t = out[i];
-            out[i] = out[j];
-            out[j] = t;
-        }
-    }
-    return out;
-}
-
 int tk_problem_text(const struct tk_problem *p, char *buf, size_t size) {
     size_t off = 0;
-    int n = 0;
-    for (int32_t i = 0; i < p->n_terms; i++) {
-        char t[32];
-        n = snprintf(buf + off, off < size ? size - off : 0, "%s%s", i ? "+" : "", num(t, p->width, p->term[i]));
-        off += (size_t)n;
-    }
+    for (int32_t i = 0; i < p->n_terms; i++)
+        off += (size_t)snprintf(buf + off, off < size ? size - off : 0, "%s%0*lld", i ? "+" : "", p->width,
+                                (long long)p->term[i]);
     return (int)off;
 }
 
-/* Column sums a_i + b_i, most significant column first, as "00,03,11,14"; if bad_col >= 0 that
- * column's sum is written off by one (a slip in one column). */
-static void fmt_cols(int width, int64_t a, int64_t b, int bad_col, int delta, char *out, size_t size) {
-    size_t off = 0;
-    for (int i = 0; i < width; i++) {
-        int64_t m = 1;
-        for (int j = 0; j < width - 1 - i; j++) m *= 10;
-        int s = (int)((a / m) % 10 + (b / m) % 10);
-        if (i == bad_col) s = s + delta < 0 ? s + 1 : s + delta > 18 ? s - 1 : s + delta;
-        off += (size_t)snprintf(out + off, off < size ? size - off : 0, "%s%02d", i ? "," : "", s);
-    }
-}
-
-/* "A+B=S=C": every number padded to the problem's width, S the column sums (scratch work). */
-static int fmt_add_ex(const struct tk_problem *p, int64_t a, int64_t b, int bad_col, int delta, int64_t c, char *buf,
-                      size_t size) {
-    char x[32], y[32], z[32], cols[64];
-    if (getenv("SR_TASK_PLAIN"))
-        return snprintf(buf, size, "%s+%s=%s", num(x, p->width, a), num(y, p->width, b), num(z, p->width, c));
-    fmt_cols(p->width, a, b, bad_col, delta, cols, sizeof cols);
-    return snprintf(buf, size, "%s+%s=%s=%s", num(x, p->width, a), num(y, p->width, b), cols, num(z, p->width, c));
-}
-
-static int fmt_add(const struct tk_problem *p, int64_t a, int64_t b, int64_t c, char *buf, size_t size) {
-    return fmt_add_ex(p, a, b, -1, 0, c, buf, size);
+/* "Step 2: 08+07=15": every number padded to the problem's width; or "Answer: \boxed{28}". */
+static int fmt_add(const struct tk_problem *p, int32_t k, int64_t a, int64_t b, int64_t c, char *buf, size_t size) {
+    return snprintf(buf, size, "Step %d: %0*lld+%0*lld=%0*lld", k + 1, p->width, (long long)a, p->width, (long long)b,
+                    p->width, (long long)c);
 }
 
 static int fmt_boxed(const struct tk_problem *p, int64_t v, char *buf, size_t size) {
-    char x[32];
-    return snprintf(buf, size, "\\boxed{%s}", num(x, p->width, v));
+    return snprintf(buf, size, "Answer: \\boxed{%0*lld}", p->width, (long long)v);
 }
 
 int tk_step_text(const struct tk_problem *p, int32_t k, char *buf, size_t size) {
     if (k < p->n_terms - 1) {
         int64_t a = k == 0 ? p->term[0] : tk_total(p, k - 1);
-        return fmt_add(p, a, p->term[k + 1], tk_total(p, k), buf, size);
+        return fmt_add(p, k, a, p->term[k + 1], tk_total(p, k), buf, size);
     }
     return fmt_boxed(p, tk_answer(p), buf, size);
 }
@@ -265,51 +227,43 @@ int tk_step_corrupt(const struct tk_problem *p, int32_t k, uint64_t *rng, char *
     for (int tries = 0; tries < 32; tries++) {
         int n;
         if (k == p->n_terms - 1) {
-            /* the boxed step: a wrong final value, or the total before the last addition */
+            /* the answer step: a wrong final value, or the total before the last addition */
             int64_t v = tk_answer(p);
-            int64_t w = tk_rand_below(rng, 4) == 0 ? tk_total(p, p->n_terms - 3 >= 0 ? p->n_terms - 3 : 0)
-                                                    : wrong_value(v, p->width, rng);
-            if (p->n_terms == 2 && w == v) w = p->term[0];
+            int64_t w = tk_rand_below(rng, 4) == 0 && p->n_terms >= 3 ? tk_total(p, p->n_terms - 3)
+                                                                       : wrong_value(v, p->width, rng);
             n = fmt_boxed(p, w, buf, size);
         } else {
             int64_t a = k == 0 ? p->term[0] : tk_total(p, k - 1);
             int64_t b = p->term[k + 1];
             int64_t c = a + b;
             switch (tk_rand_below(rng, 8)) {
-            case 0: case 1: n = fmt_add(p, a, b, wrong_value(c, p->width, rng), buf, size); break;
-            case 7: { /* one column added wrong; the result follows it (or not) */
-                int col = 1 + (int)tk_rand_below(rng, (uint64_t)(p->width - 1)), d = tk_rand_below(rng, 2) ? 1 : -1;
-                int64_t m = pow10i(p->width - 1 - col);
-                int64_t c2 = tk_rand_below(rng, 3) ? c + d * m : c;
-                n = fmt_add_ex(p, a, b, col, d, c2 >= 0 && c2 < lim ? c2 : c, buf, size);
-                break;
-            }
-            case 2: n = fmt_add(p, a, b, carry_slip(a, b, p->width, rng), buf, size); break;
+            case 0: case 1: n = fmt_add(p, k, a, b, wrong_value(c, p->width, rng), buf, size); break;
+            case 2: n = fmt_add(p, k, a, b, carry_slip(a, b, p->width, rng), buf, size); break;
             case 3: { /* miscopied operand: another term, or one digit changed; the sum follows it */
                 int64_t b2 = tk_rand_below(rng, 2) ? p->term[tk_rand_below(rng, (uint64_t)p->n_terms)]
                                                    : change_digit(b, (int)tk_rand_below(rng, (uint64_t)(p->width - 1)), rng);
                 if (b2 >= lim) b2 = b ^ 1;
                 int64_t c2 = tk_rand_below(rng, 2) ? a + b2 : c;
-                n = fmt_add(p, a, b2, c2 < lim ? c2 : c, buf, size);
+                n = fmt_add(p, k, a, b2, c2 < lim ? c2 : c, buf, size);
                 break;
             }
             case 4: { /* miscopied previous total; the sum follows it */
                 int64_t a2 = wrong_value(a, p->width, rng);
                 int64_t c2 = a2 + b;
-                n = fmt_add(p, a2, b, c2 < lim ? c2 : c, buf, size);
+                n = fmt_add(p, k, a2, b, c2 < lim ? c2 : c, buf, size);
                 break;
             }
-            case 5: /* an operand skipped or repeated: the term after next, or the same again */
-                if (k + 2 < p->n_terms && tk_rand_below(rng, 2)) {
-                    int64_t b2 = p->term[k + 2];
-                    n = fmt_add(p, a, b2, a + b2 < lim ? a + b2 : c, buf, size);
-                } else {
-                    int64_t b2 = p->term[k];
-                    n = fmt_add(p, a, b2, a + b2 < lim ? a + b2 : c, buf, size);
-                }
+            case 5: { /* an operand skipped or repeated: the term after next, or the same again */
+                int64_t b2 = k + 2 < p->n_terms && tk_rand_below(rng, 2) ? p->term[k + 2] : p->term[k];
+                n = fmt_add(p, k, a, b2, a + b2 < lim ? a + b2 : c, buf, size);
                 break;
-            default: /* premature answer: this step's sum, or the total so far, as the result */
+            }
+            case 6: /* premature answer: this step's sum, or the total so far */
                 n = fmt_boxed(p, tk_rand_below(rng, 2) ? c : a, buf, size);
+                break;
+            default: /* a step counted wrong, the arithmetic right */
+                n = snprintf(buf, size, "Step %d: %0*lld+%0*lld=%0*lld", k + 1 + (tk_rand_below(rng, 2) ? 1 : -1),
+                             p->width, (long long)a, p->width, (long long)b, p->width, (long long)c);
                 break;
             }
         }
@@ -318,7 +272,7 @@ int tk_step_corrupt(const struct tk_problem *p, int32_t k, uint64_t *rng, char *
     /* Always reachable: a result one too large (fits, since sums stay far below 10^width). */
     if (k == p->n_terms - 1) return fmt_boxed(p, tk_answer(p) + 1, buf, size);
     int64_t a = k == 0 ? p->term[0] : tk_total(p, k - 1);
-    return fmt_add(p, a, p->term[k + 1], a + p->term[k + 1] + 1, buf, size);
+    return fmt_add(p, k, a, p->term[k + 1], a + p->term[k + 1] + 1, buf, size);
 }
 
 bool tk_problem_parse(const char *text, struct tk_problem *out) {
