@@ -131,7 +131,7 @@ static void pair_tests(const char *small, const char *base, const char *tag, dou
 }
 
 /* The 2nd generated token over many seeds, with and without drafting. */
-static void distribution_test(void) {
+static void distribution_test(int N) {
     struct sr_engine *e = load("small-f32", "base-f32");
     struct sr_session *s = NULL;
     struct sr_error err;
@@ -140,8 +140,8 @@ static void distribution_test(void) {
         sr_engine_free(e);
         return;
     }
-    enum { N = 120 };
-    int32_t plain[N], drafted[N];
+    int32_t plain[120], drafted[120];
+    if (N > 120) N = 120;
     int same = 0, took_proposal = 0;
     for (int i = 0; i < N; i++) {
         struct sr_run_params p = params(SR_MODE_BASE, 1.0f, 1000 + (uint64_t)i, false);
@@ -171,7 +171,7 @@ static void distribution_test(void) {
      * that accepted drafts blindly would give the draft's proposal every time (accepted N/N, few
      * distinct tokens). */
     CHECK(same >= N - 2);
-    CHECK(distinct >= 20);
+    CHECK(distinct >= N / 6);
     CHECK(took_proposal < N / 2);
     sr_session_free(s);
     sr_engine_free(e);
@@ -203,12 +203,13 @@ int main(int argc, char **argv) {
         return 2;
     }
     dir = argv[1];
+    /* SR_TEST_QUICK (the sanitizer pass of scripts/test.sh): fewer pairs and seeds. */
+    bool quick = getenv("SR_TEST_QUICK") != NULL;
     pair_tests("small-f32", "base-f32", "random pair", 0.0);
-    if (getenv("SD_QUICK")) return test_summary("test_specdecode");
     pair_tests("base-q8", "base-f32", "q8 draft", 0.6);
-    pair_tests("base-f32", "base-f32", "same model", 0.8);
-    pair_tests("small-f32", "base-pad", "padded vocab", 0.0);
-    distribution_test();
+    if (!quick) pair_tests("base-f32", "base-f32", "same model", 0.8);
+    if (!quick) pair_tests("small-f32", "base-pad", "padded vocab", 0.0);
+    distribution_test(quick ? 40 : 120);
     incompatible_test();
     return test_summary("test_specdecode");
 }
