@@ -17,7 +17,7 @@ expect() {
     if [ -n "$pat" ] && ! printf '%s' "$out" | grep -qE -- "$pat"; then bad "no /$pat/ in output of: $*"; echo "$out" | tail -3 >&2; return; fi
     ok
 }
-common=(--small "$small" --base "$base" --ctx 2048 --budget 64 --max-step-tokens 16 --max-answer-tokens 8 --greedy)
+common=(--threads 1 --small "$small" --base "$base" --ctx 2048 --budget 64 --max-step-tokens 16 --max-answer-tokens 8 --greedy)
 
 expect 0 "--spec-decode" -- "$cli" --help
 expect 0 "specreason [0-9]" -- "$cli" --version

@@ -23,6 +23,8 @@ static struct sr_engine *load(const char *small, const char *base, uint32_t n_ct
     struct sr_engine_params ep = sr_engine_default_params();
     ep.small.path = small;
     ep.base.path = base;
+    /* One thread: on a busy 2-core machine two OpenMP threads per decode spin and lose badly. */
+    ep.small.n_threads = ep.base.n_threads = 1;
     ep.small.n_ctx = ep.base.n_ctx = n_ctx;
     struct sr_engine *e = NULL;
     struct sr_error err;
@@ -39,7 +41,7 @@ static struct sr_run_params base_params(enum sr_mode mode, float thr, float temp
     p.threshold = thr;
     p.small.temperature = p.base.temperature = temp;
     p.max_step_tokens = 24;
-    p.token_budget = 160;
+    p.token_budget = 96;
     p.max_answer_tokens = 16;
     p.seed = 1234;
     p.answer_by = SR_ANSWER_LOOP; /* so mode small and threshold 0 use the same writer throughout */

@@ -344,13 +344,16 @@ int main(void) {
     free(lg[0]);
     free(lg[1]);
 
-    /* Timing is machine- and load-dependent, so the ratio is printed, and only > 1.5 is asserted as
-     * a sanity check (about 3 expected: the tied [E, n_vocab] output matmul dominates). One thread:
-     * with OpenMP on a busy 2-core machine, 2 threads were 5-8x slower and much noisier. */
+    /* Speed is measured in benchmarks, not asserted: timing depends on the machine and its load.
+     * The cost per token is asserted through its cause instead: parameters touched per token (the
+     * tied [E, n_vocab] output matmul dominates), base at least 3x small. The measured ratio is
+     * printed for information (one thread: OpenMP with 2 threads on a busy 2-core machine spins). */
     double ms_small = ms_per_token(small, 32), ms_base = ms_per_token(base, 32);
-    printf("speed: small %.3f ms/token, base %.3f ms/token, ratio %.2f\n", ms_small, ms_base,
+    printf("speed: small %.3f ms/token, base %.3f ms/token, ratio %.2f (information only)\n", ms_small, ms_base,
            ms_base / ms_small);
-    CHECK(ms_base / ms_small > 1.5, "base is not clearly slower than small");
+    double p_small = (double)llama_model_n_params(small), p_base = (double)llama_model_n_params(base);
+    printf("params: small %.1fM, base %.1fM, ratio %.2f\n", p_small / 1e6, p_base / 1e6, p_base / p_small);
+    CHECK(p_base / p_small > 3.0, "base is not several times larger than small");
 
     llama_model_free(small);
     llama_model_free(base);

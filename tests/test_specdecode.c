@@ -33,6 +33,8 @@ static struct sr_engine *load(const char *small, const char *base) {
     struct sr_engine_params ep = sr_engine_default_params();
     ep.small.path = sp;
     ep.base.path = bp;
+    /* One thread: on a busy 2-core machine two OpenMP threads per decode spin and lose badly. */
+    ep.small.n_threads = ep.base.n_threads = 1;
     ep.small.n_ctx = ep.base.n_ctx = 2048;
     struct sr_engine *e = NULL;
     struct sr_error err;

@@ -1,7 +1,11 @@
 # train.cmake: tests of the CPU trainer (tools/train/, target sr_train_core).
+#   test_train_task   (unit)  task texts, corruptions, held-out split, which tokens a sample learns
 #   test_train_grad   (unit)  analytic gradients vs finite differences on a tiny model, masking
 #   test_train_model  (model) our GGUF in unmodified llama.cpp: tokenizer, chat template, logits
 if(TARGET sr_train_core)
+    sr_add_test(test_train_task SOURCES test_train_task.c NOLIB LABELS unit)
+    target_link_libraries(test_train_task PRIVATE sr_train_core)
+
     sr_add_test(test_train_grad SOURCES test_train_grad.c NOLIB LABELS unit)
     target_link_libraries(test_train_grad PRIVATE sr_train_core)
     set_tests_properties(test_train_grad PROPERTIES TIMEOUT 60)

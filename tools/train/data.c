@@ -89,6 +89,7 @@ static void put(struct tt_sample *s, const char *text, int w, int cat) {
     for (int32_t i = 0; i < n; i++) {
         s->w[s->n + i] = (uint8_t)w;
         s->cat[s->n + i] = (uint8_t)cat;
+        s->alt[s->n + i] = 0;
     }
     s->n += n;
 }
@@ -124,13 +125,15 @@ void dt_next(void *user, uint64_t *rng, struct tt_sample *s) {
     tk_render_prefix(text, buf, sizeof buf);
     put(s, buf, 0, TT_CAT_NONE);
     int32_t ns = tk_n_steps(&p);
-    if (!judge) {
+    bool mark_only = !judge && mx->mark_weight > 0 && tk_rand_unit(rng) < mx->p_mark;
+    if (!judge && !mark_only) {
         for (int32_t k = 0; k < ns; k++) {
             tk_step_text(&p, k, text, sizeof text);
             put_step(s, text, 1, TT_CAT_GEN);
         }
         return;
     }
+    if (mark_only) good = false;
     int32_t kc = real ? real->k : (int32_t)tk_rand_below(rng, (uint64_t)ns);
     for (int32_t k = 0; k < kc; k++) {
         tk_step_text(&p, k, text, sizeof text);
@@ -139,9 +142,44 @@ void dt_next(void *user, uint64_t *rng, struct tt_sample *s) {
     if (real) snprintf(text, sizeof text, "%s", real->text);
     else if (good) tk_step_text(&p, kc, text, sizeof text);
     else tk_step_corrupt(&p, kc, rng, text, sizeof text);
+    int32_t c0 = s->n;
     put_step(s, text, good ? 1 : 0, good ? TT_CAT_GEN : TT_CAT_NONE);
+    if (!good && mx->mark_weight > 0) {
+        /* The error mark: the candidate's correct prefix is learned, the first wrong token is not,
+         * and the position holding it learns to predict the mark instead of what follows. This
+         * gives the error a local, directly supervised feature that the judge digit can read. */
+        char right[TK_TEXT_MAX + 4];
+        tk_step_text(&p, kc, right, sizeof right);
+        strcat(right, TK_DELIM_TEXT);
+        int32_t rt[TT_MAX_T];
+        int32_t nr = tk_tokenize(right, strlen(right), rt, TT_MAX_T);
+        int32_t e = 0;
+        while (c0 + e < s->n && e < nr && s->tok[c0 + e] == rt[e]) e++;
+        for (int32_t i = 0; i < e; i++) {
+            s->w[c0 + i] = 1;
+            s->cat[c0 + i] = TT_CAT_GEN;
+        }
+        if (c0 + e + 1 < s->n) {
+            s->alt[c0 + e + 1] = TK_FIRST_ASCII + ('!' - '!');
+            s->w[c0 + e + 1] = (uint8_t)mx->mark_weight;
+            s->cat[c0 + e + 1] = TT_CAT_MARK;
+        }
+    }
+    if (mark_only) return; /* ends after the marked candidate: what follows a wrong step is not taught */
+    int32_t s0 = s->n;
     tk_render_judge_suffix(mx->judge_prompt, mx->judge_prefill, buf, sizeof buf);
     put(s, buf, 0, TT_CAT_NONE);
     char digit[2] = {(char)('0' + (good ? TK_SCORE_GOOD : TK_SCORE_BAD)), 0};
     put(s, digit, mx->judge_weight, TT_CAT_JUDGE);
+    if (mx->suffix_weight > 0) {
+        /* Every position inside the judge suffix also learns the verdict (instead of the next
+         * template token, which the engine never generates): dense supervision for routing "was
+         * the candidate right?" into the judge turn, whose last position is the one read. */
+        int32_t score_tok = s->tok[s->n - 1];
+        for (int32_t i = s0 + 1; i < s->n - 1; i++) {
+            s->alt[i] = score_tok;
+            s->w[i] = (uint8_t)mx->suffix_weight;
+            s->cat[i] = TT_CAT_AUX;
+        }
+    }
 }

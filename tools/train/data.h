@@ -39,6 +39,9 @@ struct dt_mix {
     float p_judge_good;   /* of those, fraction with the correct step as candidate */
     float p_real;         /* of the wrong candidates, fraction taken from the pool (if any) */
     int32_t judge_weight; /* loss weight of the score digit (1..8) */
+    int32_t mark_weight;  /* loss weight of the error mark after a wrong candidate's first wrong token; 0 = off */
+    float p_mark;         /* of the other samples, fraction that end in a wrong step with its error mark */
+    int32_t suffix_weight; /* loss weight of the verdict at every judge-suffix position; 0 = off */
     const char *judge_prompt, *judge_prefill;
     const struct dt_pool *pool; /* the small model's real mistakes; may be NULL */
     uint64_t problem_salt;      /* keeps training problems apart from held-out ones */

@@ -217,7 +217,7 @@ void llm_speed(struct llm *L, int n_decode, int n_prefill, double *ms_decode, do
 /* ------------------------------------------------------------------------------------------ */
 /* Measurements                                                                               */
 
-#define MAX_STEP_TOKENS 40
+#define MAX_STEP_TOKENS 32
 
 static int start(struct llm *L, const struct tk_problem *p) {
     char text[TK_TEXT_MAX], buf[TK_TEXT_MAX * 2];
@@ -310,3 +310,6 @@ int ev_judge(struct llm *small, struct llm *base, const struct tk_cfg *cfg, uint
     }
     return 0;
 }
+
+float llm_logit(const struct llm *L, int32_t tok);
+float llm_logit(const struct llm *L, int32_t tok) { return llama_get_logits_ith(L->ctx, -1)[tok]; }

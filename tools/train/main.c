@@ -36,8 +36,8 @@
 struct role_cfg {
     struct tm_hparams hp;
     struct tt_params tp;
-    float p_judge, p_judge_good, p_real;
-    int32_t judge_weight;
+    float p_judge, p_judge_good, p_real, p_mark;
+    int32_t judge_weight, mark_weight, suffix_weight;
 };
 
 struct settings {
@@ -69,23 +69,31 @@ static struct settings settings_default(void) {
     s.n_eval = 200;
     s.threads = 2;
 
-    s.small.hp = hp_make(2, 64, 4, 256);
+    s.small.hp = hp_make(2, 64, 2, 256);
     s.small.tp = tt_default_params();
     s.small.tp.lr = 3e-3f;
     s.small.tp.steps = 1500;
     s.small.tp.time_s = 150;
     s.small.tp.label = "small";
+    s.small.tp.T = 256;
+    s.small.tp.B = 8;
+    s.small.tp.time_s = 90;
 
-    s.base.hp = hp_make(4, 128, 4, 512);
+    s.base.hp = hp_make(4, 128, 2, 512);
     s.base.tp = tt_default_params();
     s.base.tp.lr = 2e-3f;
     s.base.tp.steps = 4000;
     s.base.tp.time_s = 720;
     s.base.tp.label = "base";
+    s.base.tp.T = 256;
+    s.base.tp.B = 8;
     s.base.p_judge = 0.5f;
     s.base.p_judge_good = 0.5f;
     s.base.p_real = 0.5f;
     s.base.judge_weight = 4;
+    s.base.mark_weight = 2;
+    s.base.p_mark = 0.5f;
+    s.base.suffix_weight = 1;
     return s;
 }
 
@@ -152,6 +160,9 @@ static int parse_common(int argc, char **argv, int *i, struct settings *s) {
         {"--judge-good", 0, 1, &s->base.p_judge_good, 'f'},
         {"--judge-real", 0, 1, &s->base.p_real, 'f'},
         {"--judge-weight", 1, 8, &s->base.judge_weight, 'i'},
+        {"--mark-weight", 0, 8, &s->base.mark_weight, 'i'},
+        {"--mark-frac", 0, 1, &s->base.p_mark, 'f'},
+        {"--suffix-weight", 0, 8, &s->base.suffix_weight, 'i'},
         {"--small-rope-base", 1, 1e6, &s->small.hp.rope_base, 'f'},
         {"--base-rope-base", 1, 1e6, &s->base.hp.rope_base, 'f'},
         {"--small-T", 16, TT_MAX_T, &s->small.tp.T, 'i'},
@@ -194,8 +205,8 @@ static uint64_t fnv(uint64_t h, const void *data, size_t n) {
 
 static uint64_t hash_role(uint64_t h, const struct role_cfg *r) {
     int64_t iv[] = {r->hp.n_embd, r->hp.n_layer, r->hp.n_head, r->hp.n_ff, r->tp.T, r->tp.B, r->tp.warmup,
-                    r->tp.steps, (int64_t)r->tp.time_s, r->judge_weight};
-    double fv[] = {r->tp.lr, r->tp.lr_min, r->tp.wd, r->tp.clip, r->p_judge, r->p_judge_good, r->p_real};
+                    r->tp.steps, (int64_t)r->tp.time_s, r->judge_weight, r->mark_weight, r->suffix_weight};
+    double fv[] = {r->tp.lr, r->tp.lr_min, r->tp.wd, r->tp.clip, r->p_judge, r->p_judge_good, r->p_real, r->p_mark};
     h = fnv(h, iv, sizeof iv);
     return fnv(h, fv, sizeof fv);
 }
@@ -251,15 +262,24 @@ static double now_s(void) {
 }
 
 /* Trains one role; small has no judge samples. */
+static const char *g_init; /* --init MODEL: start from these weights (experiments) */
+
 static int train_role(const struct settings *s, const struct role_cfg *r, bool judge, const struct dt_pool *pool,
                       uint64_t seed, const char *out, const char *name, struct tt_report *rep) {
     struct tm_model m;
-    if (tm_model_init(&m, &r->hp, seed) != 0) {
+    char lerr[256];
+    if (g_init && tm_model_load(&m, g_init, lerr, sizeof lerr) != 0) {
+        fprintf(stderr, "sr-train: %s\n", lerr);
+        return -1;
+    }
+    if (!g_init && tm_model_init(&m, &r->hp, seed) != 0) {
         fprintf(stderr, "sr-train: bad model shape (%s)\n", tm_hparams_check(&r->hp) ? tm_hparams_check(&r->hp) : "out of memory");
         return -1;
     }
     struct dt_mix mix = {.cfg = s->task, .p_judge = judge ? r->p_judge : 0.0f, .p_judge_good = r->p_judge_good,
-                         .p_real = r->p_real, .judge_weight = r->judge_weight, .judge_prompt = s->judge_prompt,
+                         .p_real = r->p_real, .judge_weight = r->judge_weight, .mark_weight = judge ? r->mark_weight : 0,
+                         .p_mark = r->p_mark, .suffix_weight = r->suffix_weight,
+                         .judge_prompt = s->judge_prompt,
                          .judge_prefill = s->judge_prefill, .pool = pool};
     struct tt_params tp = r->tp;
     tp.threads = s->threads;
@@ -434,6 +454,7 @@ static int cmd_train(int argc, char **argv) {
         if (strcmp(argv[i], "--role") == 0 && i + 1 < argc) role = argv[++i];
         else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) out = argv[++i];
         else if (strcmp(argv[i], "--mistakes-from") == 0 && i + 1 < argc) pool_model = argv[++i];
+        else if (strcmp(argv[i], "--init") == 0 && i + 1 < argc) g_init = argv[++i];
         else return usage_err("unknown option '%s'", argv[i]);
     }
     if (!out) return usage_err("%s", "train needs -o FILE");
@@ -458,8 +479,9 @@ static int cmd_train(int argc, char **argv) {
                         is_base ? "specreason-pair-base" : "specreason-pair-small", &rep);
     dt_pool_free(&pool);
     if (rc != 0) return 1;
-    fprintf(stderr, "[%s] %lld steps in %.0f s; loss gen %.4f (acc %.2f%%) judge %.4f (acc %.2f%%)\n", role,
-            (long long)rep.steps, rep.seconds, rep.loss_gen, 100 * rep.acc_gen, rep.loss_judge, 100 * rep.acc_judge);
+    fprintf(stderr, "[%s] %lld steps in %.0f s; loss gen %.4f (acc %.2f%%) judge %.4f (acc %.2f%%), marks acc %.2f%%\n",
+            role, (long long)rep.steps, rep.seconds, rep.loss_gen, 100 * rep.acc_gen, rep.loss_judge,
+            100 * rep.acc_judge, 100 * rep.acc_mark);
     return 0;
 }
 
@@ -569,7 +591,7 @@ static int cmd_diag(int argc, char **argv) {
     char err[256];
     struct llm *L = llm_open(model, 512, s.threads, err, sizeof err);
     if (!L) { fprintf(stderr, "sr-train: %s\n", err); return 1; }
-    int ok[TK_MAX_TERMS][32] = {{0}}, tot[TK_MAX_TERMS][32] = {{0}};
+    int ok[TK_MAX_TERMS][64] = {{0}}, tot[TK_MAX_TERMS][64] = {{0}};
     for (int32_t i = 0; i < s.n_eval; i++) {
         struct tk_problem p;
         dt_heldout_problem(&s.task, s.seed, i, &p);
@@ -583,7 +605,7 @@ static int cmd_diag(int argc, char **argv) {
             strcat(text, TK_DELIM_TEXT);
             int32_t toks[64];
             int n = tk_tokenize(text, strlen(text), toks, 64);
-            for (int j = 0; j < n && j < 32; j++) {
+            for (int j = 0; j < n && j < 64; j++) {
                 int32_t pred = llm_argmax(L);
                 ok[k][j] += pred == toks[j];
                 tot[k][j]++;
@@ -596,7 +618,7 @@ static int cmd_diag(int argc, char **argv) {
     for (int k = 0; k < TK_MAX_TERMS; k++) {
         if (!tot[k][0]) continue;
         printf("step %d:", k);
-        for (int j = 0; j < 32 && tot[k][j]; j++) printf(" %3.0f", 100.0 * ok[k][j] / tot[k][j]);
+        for (int j = 0; j < 64 && tot[k][j]; j++) printf(" %3.0f", 100.0 * ok[k][j] / tot[k][j]);
         printf("\n");
     }
     llm_close(L);

@@ -420,3 +420,43 @@ int tm_model_save(const struct tm_model *m, const char *path, const char *name, 
     }
     return 0;
 }
+
+int tm_model_load(struct tm_model *m, const char *path, char *err, size_t errlen) {
+    struct ggml_context *data = NULL;
+    struct gguf_init_params gp = {.no_alloc = false, .ctx = &data};
+    struct gguf_context *g = gguf_init_from_file(path, gp);
+    if (!g) {
+        snprintf(err, errlen, "cannot read %s as GGUF", path);
+        return -1;
+    }
+    struct tm_hparams hp = {.n_vocab = TK_N_VOCAB, .rms_eps = 1e-5f, .rope_base = 10000.0f};
+    static const char *const keys[] = {"llama.embedding_length", "llama.block_count", "llama.attention.head_count",
+                                       "llama.feed_forward_length", "llama.context_length"};
+    int32_t *dst[] = {&hp.n_embd, &hp.n_layer, &hp.n_head, &hp.n_ff, &hp.n_ctx};
+    int rc = 0;
+    for (int i = 0; i < 5; i++) {
+        int64_t id = gguf_find_key(g, keys[i]);
+        if (id < 0 || gguf_get_kv_type(g, id) != GGUF_TYPE_UINT32) { rc = -1; break; }
+        *dst[i] = (int32_t)gguf_get_val_u32(g, id);
+    }
+    int64_t id = gguf_find_key(g, "llama.rope.freq_base");
+    if (id >= 0 && gguf_get_kv_type(g, id) == GGUF_TYPE_FLOAT32) hp.rope_base = gguf_get_val_f32(g, id);
+    id = gguf_find_key(g, "llama.attention.layer_norm_rms_epsilon");
+    if (id >= 0 && gguf_get_kv_type(g, id) == GGUF_TYPE_FLOAT32) hp.rms_eps = gguf_get_val_f32(g, id);
+    if (rc == 0 && tm_model_init(m, &hp, 0) != 0) rc = -1;
+    for (int i = 0; rc == 0 && i < m->n_params; i++) {
+        struct ggml_tensor *src = ggml_get_tensor(data, ggml_get_name(m->params[i]));
+        if (!src || src->type != GGML_TYPE_F32 || ggml_nelements(src) != ggml_nelements(m->params[i])) {
+            rc = -1;
+            break;
+        }
+        memcpy(m->params[i]->data, src->data, ggml_nbytes(src));
+    }
+    if (rc != 0) {
+        snprintf(err, errlen, "%s is not a model written by sr-train (missing key or tensor)", path);
+        tm_model_free(m);
+    }
+    gguf_free(g);
+    ggml_free(data);
+    return rc;
+}

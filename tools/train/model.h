@@ -74,6 +74,9 @@ struct ggml_tensor *tm_build_train(struct ggml_context *ctx, const struct tm_mod
 /* Logits of one sequence, all positions, computed by the training graph: out[i * V + v]. */
 int tm_forward_seq(const struct tm_model *m, const int32_t *tok, int n, int n_threads, float *out);
 
+/* Loads a model written by tm_model_save (hyperparameters and weights). Returns 0 or -1. */
+int tm_model_load(struct tm_model *m, const char *path, char *err, size_t errlen);
+
 /* Writes a llama-arch GGUF with this vocabulary (task.h) and chat template; atomically (tmp +
  * rename). Returns 0 or -1 (message in err). */
 int tm_model_save(const struct tm_model *m, const char *path, const char *name, char *err, size_t errlen);

@@ -162,10 +162,17 @@ int tk_problem_text(const struct tk_problem *p, char *buf, size_t size) {
     return (int)off;
 }
 
-/* "Step 2: 08+07=15": every number padded to the problem's width; or "Answer: \boxed{28}". */
+/* "Step 2: 08+07=15" (numbers padded to the problem's width; the step number may be given wrong
+ * on purpose), or "Answer: \boxed{28}". */
+static int fmt_step(const struct tk_problem *p, int32_t label, int64_t a, int64_t b, int64_t c, char *buf,
+                    size_t size) {
+    const int w = p->width;
+    return snprintf(buf, size, "Step %d: %0*lld+%0*lld=%0*lld", label, w, (long long)a, w, (long long)b, w,
+                    (long long)c);
+}
+
 static int fmt_add(const struct tk_problem *p, int32_t k, int64_t a, int64_t b, int64_t c, char *buf, size_t size) {
-    return snprintf(buf, size, "Step %d: %0*lld+%0*lld=%0*lld", k + 1, p->width, (long long)a, p->width, (long long)b,
-                    p->width, (long long)c);
+    return fmt_step(p, k + 1, a, b, c, buf, size);
 }
 
 static int fmt_boxed(const struct tk_problem *p, int64_t v, char *buf, size_t size) {
@@ -223,6 +230,11 @@ static int64_t carry_slip(int64_t a, int64_t b, int width, uint64_t *rng) {
 int tk_step_corrupt(const struct tk_problem *p, int32_t k, uint64_t *rng, char *buf, size_t size) {
     char right[TK_TEXT_MAX];
     tk_step_text(p, k, right, sizeof right);
+    if (getenv("SR_DEBUG_Z")) {
+        int n = snprintf(buf, size, "%s", right);
+        buf[n - 1] = 'Z';
+        return n;
+    }
     int64_t lim = pow10i(p->width);
     for (int tries = 0; tries < 32; tries++) {
         int n;
@@ -262,8 +274,7 @@ int tk_step_corrupt(const struct tk_problem *p, int32_t k, uint64_t *rng, char *
                 n = fmt_boxed(p, tk_rand_below(rng, 2) ? c : a, buf, size);
                 break;
             default: /* a step counted wrong, the arithmetic right */
-                n = snprintf(buf, size, "Step %d: %0*lld+%0*lld=%0*lld", k + 1 + (tk_rand_below(rng, 2) ? 1 : -1),
-                             p->width, (long long)a, p->width, (long long)b, p->width, (long long)c);
+                n = fmt_step(p, k + 1 + (tk_rand_below(rng, 2) || k == 0 ? 1 : -1), a, b, c, buf, size);
                 break;
             }
         }

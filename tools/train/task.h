@@ -2,12 +2,17 @@
  * task.h: the synthetic reasoning task of the trained pair, its character-level vocabulary and
  * the exact text formats the engine produces around it (chatml prompt, thinking steps, judge turn).
  *
- * A problem is a sum of n_terms zero-padded numbers, "0357+0067+0890+0012". The solution adds
- * them left to right, one step per addition, steps separated by "\n\n", and ends with the step
- * "\boxed{1326}": "0357+0067=0424", "0424+0890=1314", "1314+0012=1326", "\boxed{1326}". Every
- * number is written with `width` digits (leading zeros), so each digit sits at a fixed offset
- * from the digits it depends on; the difficulty is the carries, written most significant digit
- * first. Difficulty parameters: terms (steps) and digits.
+ * A problem is a sum of n_terms numbers of `digits` digits, zero-padded to digits + 1 places (room
+ * for the running total): "03+05+07+09+04". The solution adds them left to right, one step per
+ * addition, steps separated by "\n\n", and ends with the answer step:
+ *   "Step 1: 03+05=08"  "Step 2: 08+07=15"  "Step 3: 15+09=24"  "Step 4: 24+04=28"  "Answer: \boxed{28}"
+ * The hard tokens are the sums' digits (a carry into the tens whenever the units overflow); the
+ * rest is copying, which small models learn first. Difficulty: terms (steps) and digits. With
+ * fixed-width numbers and a fixed number of terms every copied digit sits at a fixed distance
+ * from its source, which is what lets a 2-layer model learn the task in a minute on a CPU
+ * (variable widths or term counts turned the operand lookup into an induction problem that did
+ * not train in the budget; multi-digit terms left the low digits of the sums at chance level
+ * after 6 minutes: see docs/TRAINING.md).
  *
  * All functions are pure (the RNG state is explicit), so a seed fixes every data set.
  */
@@ -87,7 +92,7 @@ struct tk_problem {
     int64_t term[TK_MAX_TERMS];
 };
 
-/* The default task ("terms 3-4, digits 3"). */
+/* The default task ("terms 5-5, digits 1"). */
 struct tk_cfg tk_cfg_default(void);
 /* NULL if valid, else a static message naming the bad field. */
 const char *tk_cfg_check(const struct tk_cfg *cfg);
@@ -122,8 +127,8 @@ bool tk_boxed_value(const char *text, int64_t *out);
 #define TK_THINK_OPEN "<think>\n"
 #define TK_DELIM_TEXT "\n\n"
 /* The judge strings this pair is trained with (pass them with --judge-prompt/--judge-prefill). */
-#define TK_JUDGE_PROMPT "Score 0-9."
-#define TK_JUDGE_PREFILL "Score:"
+#define TK_JUDGE_PROMPT "Is the last step right? Score it from 0 to 9."
+#define TK_JUDGE_PREFILL ""
 #define TK_SCORE_GOOD 9
 #define TK_SCORE_BAD 0
 

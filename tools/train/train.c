@@ -144,8 +144,9 @@ static int64_t bgraph_pack(struct bgraph *g, get_fn get, void *gctx, const struc
                 float *mrow = g->mask + r * T; /* query c+i of row b sees keys c..c+i */
                 for (int j = 0; j <= i; j++) mrow[c + j] = 0.0f;
                 if (i + 1 < n && s->w[i + 1] > 0) {
-                    g->info[g->n_info++] = (struct sel_info){(int32_t)r, s->tok[i + 1], s->w[i + 1], s->cat[i + 1]};
-                    g->labels[(size_t)r * (size_t)g->V + (size_t)s->tok[i + 1]] = 1.0f;
+                    int32_t tgt = s->alt[i + 1] > 0 ? s->alt[i + 1] : s->tok[i + 1];
+                    g->info[g->n_info++] = (struct sel_info){(int32_t)r, tgt, s->w[i + 1], s->cat[i + 1]};
+                    g->labels[(size_t)r * (size_t)g->V + (size_t)tgt] = 1.0f;
                     g->roww[r] = (float)s->w[i + 1];
                     g->w_total += s->w[i + 1];
                 }
@@ -167,7 +168,7 @@ static int64_t bgraph_pack(struct bgraph *g, get_fn get, void *gctx, const struc
 
 /* Per-category loss and argmax accuracy of the last batch, from the logits; returns the
  * weighted mean loss (the quantity whose gradient the graph computes). */
-static double bgraph_stats(const struct bgraph *g, double sum_loss[3], double sum_acc[3], double cnt[3]) {
+static double bgraph_stats(const struct bgraph *g, double sum_loss[TT_N_CAT], double sum_acc[TT_N_CAT], double cnt[TT_N_CAT]) {
     const float *lg = g->logits->data;
     double wl = 0.0;
     for (int i = 0; i < g->n_info; i++) {
@@ -180,7 +181,7 @@ static double bgraph_stats(const struct bgraph *g, double sum_loss[3], double su
         double z = 0.0;
         for (int v = 0; v < g->V; v++) z += exp((double)(row[v] - mx));
         double nll = log(z) + (double)(mx - row[s->target]);
-        int c = s->cat < 3 ? s->cat : 0;
+        int c = s->cat < TT_N_CAT ? s->cat : 0;
         sum_loss[c] += nll;
         sum_acc[c] += arg == s->target;
         cnt[c] += 1;
@@ -190,7 +191,7 @@ static double bgraph_stats(const struct bgraph *g, double sum_loss[3], double su
 }
 
 /* Uploads the inputs, runs forward and backward; returns the weighted mean loss. */
-static double bgraph_compute(struct bgraph *g, double sum_loss[3], double sum_acc[3], double cnt[3]) {
+static double bgraph_compute(struct bgraph *g, double sum_loss[TT_N_CAT], double sum_acc[TT_N_CAT], double cnt[TT_N_CAT]) {
     const int64_t N = (int64_t)g->T * g->B;
     ggml_backend_tensor_set(g->t_tok, g->tok, 0, (size_t)N * sizeof *g->tok);
     ggml_backend_tensor_set(g->t_pos, g->pos, 0, (size_t)N * sizeof *g->pos);
@@ -328,7 +329,7 @@ int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, voi
     bool tty = isatty(STDERR_FILENO);
     double t0 = now_s(), last_print = 0.0;
     double ema_g = -1, ema_j = -1, ema_aj = 0;
-    double win_loss[3] = {0}, win_acc[3] = {0}, win_cnt[3] = {0};
+    double win_loss[TT_N_CAT] = {0}, win_acc[TT_N_CAT] = {0}, win_cnt[TT_N_CAT] = {0};
     int last_decile = -1;
     int rc = 0;
     int64_t step = 0;
@@ -350,7 +351,7 @@ int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, voi
             rc = -1;
             break;
         }
-        double sl[3] = {0}, sa[3] = {0}, sc[3] = {0};
+        double sl[TT_N_CAT] = {0}, sa[TT_N_CAT] = {0}, sc[TT_N_CAT] = {0};
         double loss = bgraph_compute(&g, sl, sa, sc);
         double tc = now_s();
         prof[0] += tb - ta;
@@ -376,7 +377,7 @@ int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, voi
             ema_aj = 0.95 * ema_aj + 0.05 * a;
         }
         if (frac >= 0.95) {
-            for (int c = 0; c < 3; c++) {
+            for (int c = 0; c < TT_N_CAT; c++) {
                 win_loss[c] += sl[c];
                 win_acc[c] += sa[c];
                 win_cnt[c] += sc[c];
@@ -400,6 +401,7 @@ int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, voi
     rep->loss_judge = win_cnt[2] > 0 ? win_loss[2] / win_cnt[2] : ema_j;
     rep->acc_gen = win_cnt[1] > 0 ? win_acc[1] / win_cnt[1] : 0;
     rep->acc_judge = win_cnt[2] > 0 ? win_acc[2] / win_cnt[2] : ema_aj;
+    rep->acc_mark = win_cnt[3] > 0 ? win_acc[3] / win_cnt[3] : 0.0;
     if (p->progress && rc == 0)
         progress(p, 1.0, step, rep->seconds, rep->loss_gen, rep->loss_judge, rep->acc_judge,
                  rep->tokens / (rep->seconds > 0 ? rep->seconds : 1), true, tty);
@@ -433,7 +435,7 @@ float tt_loss_and_grads(struct tm_model *m, const struct tt_sample *samples, int
     struct list_src src = {samples, n_samples, 0};
     const struct tt_sample *pending = NULL;
     bgraph_pack(&g, list_get, &src, &pending);
-    double sl[3] = {0}, sa[3] = {0}, sc[3] = {0};
+    double sl[TT_N_CAT] = {0}, sa[TT_N_CAT] = {0}, sc[TT_N_CAT] = {0};
     double loss = bgraph_compute(&g, sl, sa, sc);
     if (grads)
         for (int i = 0; i < m->n_params; i++)

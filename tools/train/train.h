@@ -16,13 +16,15 @@
 
 #define TT_MAX_T 512
 
-enum tt_cat { TT_CAT_NONE = 0, TT_CAT_GEN = 1, TT_CAT_JUDGE = 2 };
+enum tt_cat { TT_CAT_NONE = 0, TT_CAT_GEN = 1, TT_CAT_JUDGE = 2, TT_CAT_MARK = 3, TT_CAT_AUX = 4, TT_N_CAT = 5 };
 
 /* One training sequence. Target i (the token at position i, predicted from position i - 1) has
- * weight w[i] (0 = not learned) and a category for the statistics. w[0] is ignored. */
+ * weight w[i] (0 = not learned) and a category for the statistics. w[0] is ignored. If alt[i] > 0,
+ * position i - 1 learns to predict alt[i] instead of tok[i] (the error mark after a wrong token). */
 struct tt_sample {
     int32_t n;
     int32_t tok[TT_MAX_T];
+    int32_t alt[TT_MAX_T];
     uint8_t w[TT_MAX_T];
     uint8_t cat[TT_MAX_T];
 };
@@ -53,6 +55,7 @@ struct tt_report {
     double loss_judge;  /* same for judge targets */
     double acc_gen;     /* argmax accuracy per generation target, same window */
     double acc_judge;
+    double acc_mark;    /* argmax accuracy on error marks (TT_CAT_MARK), same window */
 };
 
 struct tt_params tt_default_params(void);
