@@ -34,18 +34,6 @@ flags = ["--template", "raw", "--judge-prompt", meta["judge_prompt"], "--judge-p
          "--greedy", "--threads", threads, "--ctx", "512", "--budget", "256", "--max-step-tokens", "32",
          "--max-answer-tokens", "16", "--json"]
 
-def steps_of(problem):
-    """Reference steps: running sums, then \\boxed{} (tools/train/task.c)."""
-    terms = problem.split("+")
-    w = len(terms[0])
-    vals = [int(t) for t in terms]
-    out, acc = [], vals[0]
-    for v in vals[1:]:
-        out.append("%0*d+%0*d=%0*d" % (w, acc, w, v, w, acc + v))
-        acc += v
-    out.append("\\boxed{%0*d}" % (w, acc))
-    return out
-
 def boxed(text):
     i = (text or "").rfind("\\boxed{")
     if i < 0:
@@ -68,6 +56,7 @@ for i, p in enumerate(problems):
         j = json.loads(r.stdout)
         j["correct"] = boxed(j.get("text")) == int(p["answer"])
         j["problem"] = p["problem"]
+        j["ref_steps"] = p["steps"]
         runs[m].append(j)
     if sys.stderr.isatty():
         el = time.time() - t0
@@ -90,7 +79,7 @@ res["modes"]["spec"]["acceptance"] = sum(j["stats"]["steps_small"] for j in spec
 # The judge on real small-model steps.
 good_acc = good_rej = bad_acc = bad_rej = 0
 for j in spec:
-    ref = steps_of(j["problem"])
+    ref = j["ref_steps"]
     for k, s in enumerate(j["steps"]):
         if k >= len(ref):
             break

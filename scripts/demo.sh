@@ -1,26 +1,32 @@
 #!/usr/bin/env bash
-# demo.sh: the main job on an embedded default. Builds everything (first run: several minutes),
-# generates a small and a base test model (random weights, real Qwen2 tokenizer), and runs
-# `specreason` on them: SpecReason streamed step by step, then base-only and small-only for
-# comparison. Random weights write noise; the point is the mechanics and the statistics.
+# demo.sh [N]: the main job on the embedded default. Builds everything (first run: several
+# minutes), trains the small/base reasoning pair on the CPU on first use (scripts/pair.sh: about
+# 15 minutes on 2 cores, progress bar with ETA; cached in ~/.cache/specreason/pair/ and reused
+# afterwards), streams one SpecReason run on a held-out problem, then runs base only, small only
+# and SpecReason (threshold 7, greedy) side by side on N held-out problems (default 30) and prints
+# accuracy, latency and acceptance (bench/bench_pair.sh; JSON in build/bench_pair.json).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${SR_BUILD_DIR:-$root/build}
-"$root/scripts/build.sh" "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
-prefix=$("$root/scripts/setup.sh" 2>/dev/null | tail -1)
-models=$build/models
-mkdir -p "$models"
-for spec in "small 1" "base 2"; do
-    set -- $spec
-    [ -f "$models/$1.gguf" ] || "$build/sr-genmodel" --vocab "$prefix/share/ggml-vocab-qwen2.gguf" \
-        --preset "$1" --seed "$2" --bias-newlines 4 --bias-digits 3 -o "$models/$1.gguf"
-done
-problem=${1:-"What is 17 * 24? Reason step by step."}
-common=(--small "$models/small.gguf" --base "$models/base.gguf" --ctx 4096 --budget 256
-        --max-step-tokens 32 --max-answer-tokens 32 --seed 1 -p "$problem")
-echo "== SpecReason (threshold 7): small model drafts, base model judges and rewrites"
-"$build/specreason" "${common[@]}" --mode spec
-for mode in base small; do
-    echo; echo "== $mode model alone"
-    "$build/specreason" "${common[@]}" --mode $mode --quiet | tail -5
-done
+n=${1:-30}
+case "$n" in ''|*[!0-9]*) echo "usage: demo.sh [N held-out problems]" >&2; exit 2 ;; esac
+"$root/scripts/build.sh" "$build" >&2
+mapfile -t pair < <(SR_BUILD_DIR=$build "$root/scripts/pair.sh")
+[ ${#pair[@]} -eq 2 ] || { echo "demo.sh: training the pair failed" >&2; exit 1; }
+dir=$(dirname "${pair[0]}")
+read -r problem judge_prompt < <(python3 - "$dir" <<'PY'
+import json, os, sys
+d = sys.argv[1]
+meta = json.load(open(os.path.join(d, "meta.json")))
+first = json.loads(open(os.path.join(d, "heldout.jsonl")).readline())
+print(first["problem"], meta["judge_prompt"])
+PY
+)
+echo "== SpecReason on a held-out problem: the small model drafts each step, the base model scores it"
+echo "   (0-9, accepted at >= 7) and rewrites the steps it rejects"
+"$build/specreason" --small "${pair[0]}" --base "${pair[1]}" --template raw --judge-prompt "$judge_prompt" \
+    --judge-prefill "" --greedy --threads 1 --ctx 512 --budget 256 --max-step-tokens 32 --max-answer-tokens 16 \
+    -p "$problem"
+echo
+echo "== base only, small only and SpecReason side by side on $n held-out problems"
+SR_BUILD_DIR=$build "$root/bench/bench_pair.sh" "$build/bench_pair.json" "$n"

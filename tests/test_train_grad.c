@@ -1,6 +1,7 @@
 /*
  * test_train_grad.c: the trainer's analytic gradients (ggml's backward pass over our graph: packed
- * rows, block-diagonal causal mask, RoPE, SwiGLU, target selection with weights) against central
+ * rows, block-diagonal causal mask, RoPE, SwiGLU, target weights, the deep-supervision head that
+ * learns error marks) against central
  * finite differences of the same loss, on a tiny model. Also checks that a target of weight 0
  * does not influence the gradient (masked tokens teach nothing) and that weight 2 counts twice.
  */
@@ -26,6 +27,9 @@ static void make_samples(struct tt_sample *s, int n) {
             s[k].tok[i] = (int32_t)tk_rand_below(&rng, TK_N_VOCAB);
             s[k].w[i] = i > 2 ? (uint8_t)(1 + (i % 3 == 0)) : 0;
             s[k].cat[i] = TT_CAT_GEN;
+            /* marks: the deep-supervision head */
+            s[k].mk[i] = i % 5 == 0 ? (i % 2 ? TT_MARK_OK : TT_MARK_ERR) : 0;
+            s[k].mw[i] = i % 5 == 0 ? 2 : 0;
         }
     }
 }
@@ -112,7 +116,7 @@ int main(void) {
     /* Packing: segments of a row do not see each other. Sample 0 shares row 0 with sample 1 and
      * comes first; with sample 0 unweighted, changing its tokens must not change the loss. */
     memcpy(s2, s, sizeof s);
-    for (int i = 0; i < s2[0].n; i++) s2[0].w[i] = 0;
+    for (int i = 0; i < s2[0].n; i++) s2[0].w[i] = s2[0].mw[i] = 0;
     memcpy(s3, s2, sizeof s);
     for (int i = 0; i < s3[0].n; i++) s3[0].tok[i] = (s3[0].tok[i] + 7) % TK_N_VOCAB;
     l2 = tt_loss_and_grads(&m, s2, 4, T, B, NULL);

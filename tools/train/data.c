@@ -90,6 +90,8 @@ static void put(struct tt_sample *s, const char *text, int w, int cat) {
         s->w[s->n + i] = (uint8_t)w;
         s->cat[s->n + i] = (uint8_t)cat;
         s->alt[s->n + i] = 0;
+        s->mk[s->n + i] = 0;
+        s->mw[s->n + i] = 0;
     }
     s->n += n;
 }
@@ -144,10 +146,12 @@ void dt_next(void *user, uint64_t *rng, struct tt_sample *s) {
     else tk_step_corrupt(&p, kc, rng, text, sizeof text);
     int32_t c0 = s->n;
     put_step(s, text, good ? 1 : 0, good ? TT_CAT_GEN : TT_CAT_NONE);
-    if (!good && mx->mark_weight > 0) {
-        /* The error mark: the candidate's correct prefix is learned, the first wrong token is not,
-         * and the position holding it learns to predict the mark instead of what follows. This
-         * gives the error a local, directly supervised feature that the judge digit can read. */
+    if (mx->mark_weight > 0) {
+        /* Marks (learned by the deep-supervision head at a middle layer): every candidate token
+         * up to the first wrong one learns "is this token right?" -- TT_MARK_OK before it,
+         * TT_MARK_ERR on it, nothing after it. A local, densely supervised feature that the
+         * layers above can gather into the judge digit. A wrong candidate's correct prefix is
+         * also learned as generation; its first wrong token and the rest are not. */
         char right[TK_TEXT_MAX + 4];
         tk_step_text(&p, kc, right, sizeof right);
         strcat(right, TK_DELIM_TEXT);
@@ -155,14 +159,17 @@ void dt_next(void *user, uint64_t *rng, struct tt_sample *s) {
         int32_t nr = tk_tokenize(right, strlen(right), rt, TT_MAX_T);
         int32_t e = 0;
         while (c0 + e < s->n && e < nr && s->tok[c0 + e] == rt[e]) e++;
-        for (int32_t i = 0; i < e; i++) {
-            s->w[c0 + i] = 1;
-            s->cat[c0 + i] = TT_CAT_GEN;
+        for (int32_t i = 0; i < e && c0 + i < s->n; i++) {
+            s->mk[c0 + i] = TT_MARK_OK;
+            s->mw[c0 + i] = 1;
+            if (!good) {
+                s->w[c0 + i] = 1;
+                s->cat[c0 + i] = TT_CAT_GEN;
+            }
         }
-        if (c0 + e + 1 < s->n) {
-            s->alt[c0 + e + 1] = TK_FIRST_ASCII + ('!' - '!');
-            s->w[c0 + e + 1] = (uint8_t)mx->mark_weight;
-            s->cat[c0 + e + 1] = TT_CAT_MARK;
+        if (c0 + e < s->n && !good) {
+            s->mk[c0 + e] = TT_MARK_ERR;
+            s->mw[c0 + e] = (uint8_t)mx->mark_weight;
         }
     }
     if (mark_only) return; /* ends after the marked candidate: what follows a wrong step is not taught */

@@ -28,7 +28,7 @@
 #include "task.h"
 #include "train.h"
 
-#define TRAINER_VERSION "1"
+#define TRAINER_VERSION "2"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Settings                                                                                   */
@@ -38,6 +38,11 @@ struct role_cfg {
     struct tt_params tp;
     float p_judge, p_judge_good, p_real, p_mark;
     int32_t judge_weight, mark_weight, suffix_weight;
+    /* Phase 2 (base): after generation and marks are learned, the judge digit gets more weight and
+     * more samples, at a lower learning rate (fresh AdamW state). 0 s = off. */
+    double judge_time_s;
+    float judge_lr, judge_frac2;
+    int32_t judge_weight2;
 };
 
 struct settings {
@@ -72,28 +77,33 @@ static struct settings settings_default(void) {
     s.small.hp = hp_make(2, 64, 2, 256);
     s.small.tp = tt_default_params();
     s.small.tp.lr = 3e-3f;
-    s.small.tp.steps = 1500;
+    s.small.tp.steps = 3000;
     s.small.tp.time_s = 150;
     s.small.tp.label = "small";
     s.small.tp.T = 256;
     s.small.tp.B = 8;
-    s.small.tp.time_s = 90;
 
-    s.base.hp = hp_make(4, 128, 2, 512);
+    s.base.hp = hp_make(4, 128, 4, 512);
     s.base.tp = tt_default_params();
     s.base.tp.lr = 2e-3f;
     s.base.tp.steps = 4000;
-    s.base.tp.time_s = 720;
+    s.base.tp.time_s = 540;
     s.base.tp.label = "base";
     s.base.tp.T = 256;
     s.base.tp.B = 8;
+    s.base.tp.mark_layer = 3; /* marks on the input of the last layer */
+    s.base.tp.mid_weight = 0.0f;
     s.base.p_judge = 0.5f;
     s.base.p_judge_good = 0.5f;
     s.base.p_real = 0.5f;
     s.base.judge_weight = 4;
-    s.base.mark_weight = 2;
+    s.base.mark_weight = 4;
     s.base.p_mark = 0.5f;
     s.base.suffix_weight = 1;
+    s.base.judge_time_s = 300;
+    s.base.judge_lr = 1e-3f;
+    s.base.judge_frac2 = 0.8f;
+    s.base.judge_weight2 = 8;
     return s;
 }
 
@@ -163,6 +173,12 @@ static int parse_common(int argc, char **argv, int *i, struct settings *s) {
         {"--mark-weight", 0, 8, &s->base.mark_weight, 'i'},
         {"--mark-frac", 0, 1, &s->base.p_mark, 'f'},
         {"--suffix-weight", 0, 8, &s->base.suffix_weight, 'i'},
+        {"--mark-layer", 0, TM_MAX_LAYERS - 1, &s->base.tp.mark_layer, 'i'},
+        {"--mid-weight", 0, 4, &s->base.tp.mid_weight, 'f'},
+        {"--judge-time", 0, 1e6, &s->base.judge_time_s, 'd'},
+        {"--judge-lr", 1e-6, 1, &s->base.judge_lr, 'f'},
+        {"--judge-frac2", 0, 1, &s->base.judge_frac2, 'f'},
+        {"--judge-weight2", 1, 8, &s->base.judge_weight2, 'i'},
         {"--small-rope-base", 1, 1e6, &s->small.hp.rope_base, 'f'},
         {"--base-rope-base", 1, 1e6, &s->base.hp.rope_base, 'f'},
         {"--small-T", 16, TT_MAX_T, &s->small.tp.T, 'i'},
@@ -205,8 +221,10 @@ static uint64_t fnv(uint64_t h, const void *data, size_t n) {
 
 static uint64_t hash_role(uint64_t h, const struct role_cfg *r) {
     int64_t iv[] = {r->hp.n_embd, r->hp.n_layer, r->hp.n_head, r->hp.n_ff, r->tp.T, r->tp.B, r->tp.warmup,
-                    r->tp.steps, (int64_t)r->tp.time_s, r->judge_weight, r->mark_weight, r->suffix_weight};
-    double fv[] = {r->tp.lr, r->tp.lr_min, r->tp.wd, r->tp.clip, r->p_judge, r->p_judge_good, r->p_real, r->p_mark};
+                    r->tp.steps, (int64_t)r->tp.time_s, r->judge_weight, r->mark_weight, r->suffix_weight,
+                    r->tp.mark_layer, r->hp.rope_base > 0 ? (int64_t)r->hp.rope_base : 0};
+    double fv[] = {r->tp.lr, r->tp.lr_min, r->tp.wd, r->tp.clip, r->p_judge, r->p_judge_good, r->p_real, r->p_mark,
+                   r->tp.mid_weight, r->judge_time_s, r->judge_lr, r->judge_frac2, (double)r->judge_weight2};
     h = fnv(h, iv, sizeof iv);
     return fnv(h, fv, sizeof fv);
 }
@@ -255,6 +273,22 @@ static void json_str(FILE *f, const char *s) {
     fputc('"', f);
 }
 
+/* One held-out problem as a JSON line: id, problem, answer and the reference steps. */
+static void problem_json(FILE *f, const struct settings *s, int32_t i) {
+    struct tk_problem p;
+    char text[TK_TEXT_MAX];
+    dt_heldout_problem(&s->task, s->seed, i, &p);
+    tk_problem_text(&p, text, sizeof text);
+    fprintf(f, "{\"id\": %d, \"problem\": \"%s\", \"answer\": \"%lld\", \"steps\": [", i, text,
+            (long long)tk_answer(&p));
+    for (int32_t k = 0; k < tk_n_steps(&p); k++) {
+        tk_step_text(&p, k, text, sizeof text);
+        fputs(k ? ", " : "", f);
+        json_str(f, text);
+    }
+    fputs("]}\n", f);
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -288,6 +322,21 @@ static int train_role(const struct settings *s, const struct role_cfg *r, bool j
     fprintf(stderr, "[%s] %d layers, n_embd %d, %d heads, n_ff %d: %.2fM parameters\n", tp.label, r->hp.n_layer,
             r->hp.n_embd, r->hp.n_head, r->hp.n_ff, (double)tm_model_n_elements(&m) / 1e6);
     int rc = tt_train(&m, &tp, dt_next, &mix, rep, err, sizeof err);
+    if (rc == 0 && judge && r->judge_time_s > 0) {
+        struct tt_report r1 = *rep;
+        mix.judge_weight = r->judge_weight2;
+        mix.p_judge = r->judge_frac2;
+        tp.lr = r->judge_lr;
+        tp.warmup = 20;
+        tp.time_s = r->judge_time_s;
+        tp.steps = (int64_t)(r->judge_time_s * 10);
+        tp.seed += 1;
+        tp.label = "judge";
+        rc = tt_train(&m, &tp, dt_next, &mix, rep, err, sizeof err);
+        rep->steps += r1.steps;
+        rep->seconds += r1.seconds;
+        rep->tokens += r1.tokens;
+    }
     if (rc == 0) rc = tm_model_save(&m, out, name, err, sizeof err);
     if (rc != 0) fprintf(stderr, "sr-train: %s\n", err);
     tm_model_free(&m);
@@ -397,13 +446,7 @@ static int cmd_pair(int argc, char **argv) {
     /* Held-out problems for the benchmark. */
     FILE *f = fopen(held, "w");
     if (!f) { fprintf(stderr, "sr-train: cannot write %s\n", held); return 1; }
-    for (int32_t i = 0; i < s.n_heldout; i++) {
-        struct tk_problem p;
-        char text[TK_TEXT_MAX];
-        dt_heldout_problem(&s.task, s.seed, i, &p);
-        tk_problem_text(&p, text, sizeof text);
-        fprintf(f, "{\"id\": %d, \"problem\": \"%s\", \"answer\": \"%lld\"}\n", i, text, (long long)tk_answer(&p));
-    }
+    for (int32_t i = 0; i < s.n_heldout; i++) problem_json(f, &s, i);
     fclose(f);
 
     char task[64];
@@ -479,9 +522,9 @@ static int cmd_train(int argc, char **argv) {
                         is_base ? "specreason-pair-base" : "specreason-pair-small", &rep);
     dt_pool_free(&pool);
     if (rc != 0) return 1;
-    fprintf(stderr, "[%s] %lld steps in %.0f s; loss gen %.4f (acc %.2f%%) judge %.4f (acc %.2f%%), marks acc %.2f%%\n",
+    fprintf(stderr, "[%s] %lld steps in %.0f s; loss gen %.4f (acc %.2f%%) judge %.4f (acc %.2f%%), marks: errors %.2f%% ok %.2f%%\n",
             role, (long long)rep.steps, rep.seconds, rep.loss_gen, 100 * rep.acc_gen, rep.loss_judge,
-            100 * rep.acc_judge, 100 * rep.acc_mark);
+            100 * rep.acc_judge, 100 * rep.acc_mark, 100 * rep.acc_mark_ok);
     return 0;
 }
 
@@ -539,13 +582,7 @@ static int cmd_problems(int argc, char **argv) {
             return usage_err("unknown option '%s'", argv[i]);
         }
     }
-    for (int32_t i = 0; i < n; i++) {
-        struct tk_problem p;
-        char text[TK_TEXT_MAX];
-        dt_heldout_problem(&s.task, s.seed, i, &p);
-        tk_problem_text(&p, text, sizeof text);
-        printf("{\"id\": %d, \"problem\": \"%s\", \"answer\": \"%lld\"}\n", i, text, (long long)tk_answer(&p));
-    }
+    for (int32_t i = 0; i < n; i++) problem_json(stdout, &s, i);
     return 0;
 }
 
@@ -635,7 +672,9 @@ static void usage(FILE *f) {
             "Trains the small/base reasoning pair for specreason (character-level llama-arch GGUFs) on the CPU.\n\n"
             "settings: --seed N --threads N --terms-min N --terms-max N --digits N --n-heldout N --n-mistakes N\n"
             "  --n-eval N --{small,base}-{layers,embd,heads,ff,lr,steps,time,batch} X --judge-frac F --judge-good F\n"
-            "  --judge-real F --judge-weight N --judge-prompt S --judge-prefill S\n");
+            "  --judge-real F --judge-weight N --judge-prompt S --judge-prefill S --mark-weight N --mark-frac F\n"
+            "  --mark-layer N --mid-weight F --suffix-weight N --judge-time S --judge-lr X --judge-frac2 F\n"
+            "  --judge-weight2 N (base phase 2: judge-heavy training after generation and marks)\n");
 }
 
 int main(int argc, char **argv) {

@@ -224,7 +224,9 @@ struct layer_acts {
 
 struct ggml_tensor *tm_build_train(struct ggml_context *ctx, const struct tm_model *m, struct ggml_tensor *tok,
                                    struct ggml_tensor *pos, struct ggml_tensor *mask, struct ggml_tensor *labels,
-                                   struct ggml_tensor *roww, int T, int B, struct ggml_tensor **grads) {
+                                   struct ggml_tensor *roww, int T, int B, struct ggml_tensor **grads,
+                                   struct ggml_tensor *labels_mid, struct ggml_tensor *roww_mid, int mid_layer,
+                                   struct ggml_tensor **logits_mid) {
     const struct tm_hparams *hp = &m->hp;
     const int E = hp->n_embd, H = hp->n_head, hd = E / H;
     const int64_t N = (int64_t)T * B;
@@ -269,6 +271,20 @@ struct ggml_tensor *tm_build_train(struct ggml_context *ctx, const struct tm_mod
     struct ggml_tensor *dhf = linear_back(ctx, m->output, hf, dlog, &G(i_out));
     G(i_onorm) = ggml_repeat_back(ctx, ggml_mul(ctx, c, dhf), m->output_norm);
     struct ggml_tensor *dx = ggml_rms_norm_back(ctx, ggml_mul(ctx, dhf, m->output_norm), xL, eps);
+    /* the deep-supervision head on the input of the last layer, sharing the output norm and head */
+    const int il_mid = mid_layer >= 1 && mid_layer < hp->n_layer ? mid_layer : hp->n_layer - 1;
+    struct ggml_tensor *dx_mid = NULL;
+    if (roww_mid) {
+        struct ggml_tensor *xm = A[il_mid].x;
+        struct ggml_tensor *cm = ggml_rms_norm(ctx, xm, eps);
+        struct ggml_tensor *hm = ggml_mul(ctx, cm, m->output_norm);
+        struct ggml_tensor *lm = ggml_mul_mat(ctx, m->output, hm);
+        *logits_mid = lm;
+        struct ggml_tensor *dlm = ggml_mul(ctx, ggml_sub(ctx, ggml_soft_max(ctx, lm), labels_mid), roww_mid);
+        struct ggml_tensor *dhm = linear_back(ctx, m->output, hm, dlm, &G(i_out));
+        G(i_onorm) = ggml_add(ctx, G(i_onorm), ggml_repeat_back(ctx, ggml_mul(ctx, cm, dhm), m->output_norm));
+        dx_mid = ggml_rms_norm_back(ctx, ggml_mul(ctx, dhm, m->output_norm), xm, eps);
+    }
     for (int il = hp->n_layer - 1; il >= 0; il--) {
         const struct tm_layer *L = &m->layers[il];
         const struct layer_acts *S = &A[il];
@@ -307,6 +323,7 @@ struct ggml_tensor *tm_build_train(struct ggml_context *ctx, const struct tm_mod
         dh = ggml_add(ctx, dh, linear_back(ctx, L->wv, S->h, dv0, &G(base + 3)));
         G(base + 0) = ggml_repeat_back(ctx, ggml_mul(ctx, S->a, dh), L->attn_norm);
         dx = ggml_add(ctx, dxm, ggml_rms_norm_back(ctx, ggml_mul(ctx, dh, L->attn_norm), S->x, eps));
+        if (il == il_mid && dx_mid) dx = ggml_add(ctx, dx, dx_mid);
     }
     G(0) = ggml_get_rows_back(ctx, dx, tok, m->tok_embd);
 #undef G

@@ -66,10 +66,17 @@ struct ggml_tensor *tm_build_logits(struct ggml_context *ctx, const struct tm_mo
  * measured 2/3 of a training step). dlogits = roww * (softmax(logits) - labels), i.e. the
  * gradient of sum_n roww[n] * CE(logits[:, n], labels[:, n]); labels F32 [V, T*B] (one-hot, or
  * any row where roww is 0), roww F32 [1, T*B]. Fills grads[i] (same shape as m->params[i]),
- * marked as graph outputs. */
+ * marked as graph outputs.
+ * Deep supervision (training only, nothing is exported): if roww_mid is not NULL, the residual
+ * stream entering layer mid_layer (1 .. n_layer-1) also goes through the final norm and output head, and rows with
+ * roww_mid > 0 learn their row of labels_mid there (*logits_mid). A feature learned this way is visible to the
+ * attention of the layers from mid_layer on at every later position -- the judge's error marks use
+ * it. */
 struct ggml_tensor *tm_build_train(struct ggml_context *ctx, const struct tm_model *m, struct ggml_tensor *tok,
                                    struct ggml_tensor *pos, struct ggml_tensor *mask, struct ggml_tensor *labels,
-                                   struct ggml_tensor *roww, int T, int B, struct ggml_tensor **grads);
+                                   struct ggml_tensor *roww, int T, int B, struct ggml_tensor **grads,
+                                   struct ggml_tensor *labels_mid, struct ggml_tensor *roww_mid, int mid_layer,
+                                   struct ggml_tensor **logits_mid);
 
 /* Logits of one sequence, all positions, computed by the training graph: out[i * V + v]. */
 int tm_forward_seq(const struct tm_model *m, const int32_t *tok, int n, int n_threads, float *out);

@@ -232,7 +232,8 @@ int tk_step_corrupt(const struct tk_problem *p, int32_t k, uint64_t *rng, char *
     tk_step_text(p, k, right, sizeof right);
     if (getenv("SR_DEBUG_Z")) {
         int n = snprintf(buf, size, "%s", right);
-        buf[n - 1] = 'Z';
+        if (getenv("SR_DEBUG_Z")[0] == 'u') buf[n - 1] = (char)('0' + (buf[n - 1] - '0' + 1 + (int)tk_rand_below(rng, 9)) % 10);
+        else buf[n - 1] = 'Z';
         return n;
     }
     int64_t lim = pow10i(p->width);

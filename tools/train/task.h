@@ -127,7 +127,7 @@ bool tk_boxed_value(const char *text, int64_t *out);
 #define TK_THINK_OPEN "<think>\n"
 #define TK_DELIM_TEXT "\n\n"
 /* The judge strings this pair is trained with (pass them with --judge-prompt/--judge-prefill). */
-#define TK_JUDGE_PROMPT "Is the last step right? Score it from 0 to 9."
+#define TK_JUDGE_PROMPT "Right?" /* short: the judge call prefills candidate + 16 tokens */
 #define TK_JUDGE_PREFILL ""
 #define TK_SCORE_GOOD 9
 #define TK_SCORE_BAD 0

@@ -50,13 +50,15 @@ struct bgraph {
     struct ggml_cgraph *gf;
     ggml_gallocr_t ga;
     ggml_backend_t be;
-    struct ggml_tensor *t_tok, *t_pos, *t_mask, *t_labels, *t_roww, *logits;
+    struct ggml_tensor *t_tok, *t_pos, *t_mask, *t_labels, *t_roww, *t_labels_mid, *t_roww_mid, *logits, *logits_mid;
     struct ggml_tensor *grads[TM_MAX_PARAMS];
     /* host copies of the inputs */
     int32_t *tok, *pos;
-    float *mask, *labels, *roww;
-    struct sel_info *info; /* one per learned target */
+    float *mask, *labels, *roww, *labels_mid, *roww_mid;
+    struct sel_info *info; /* one per learned target of the output head */
     int n_info;
+    struct sel_info *minfo; /* one per target of the deep-supervision head */
+    int n_minfo;
     double w_total;        /* sum of the learned targets' weights */
 };
 
@@ -69,13 +71,16 @@ static void bgraph_free(struct bgraph *g) {
     free(g->mask);
     free(g->labels);
     free(g->roww);
+    free(g->roww_mid);
+    free(g->labels_mid);
     free(g->info);
+    free(g->minfo);
     memset(g, 0, sizeof *g);
 }
 
 #define GRAPH_SIZE 16384
 
-static int bgraph_init(struct bgraph *g, struct tm_model *m, int T, int B, int threads) {
+static int bgraph_init(struct bgraph *g, struct tm_model *m, int T, int B, int threads, int mark_layer) {
     memset(g, 0, sizeof *g);
     g->T = T;
     g->B = B;
@@ -90,10 +95,14 @@ static int bgraph_init(struct bgraph *g, struct tm_model *m, int T, int B, int t
     g->t_mask = ggml_new_tensor_4d(g->ctx, GGML_TYPE_F32, T, T, 1, B);
     g->t_labels = ggml_new_tensor_2d(g->ctx, GGML_TYPE_F32, g->V, N);
     g->t_roww = ggml_new_tensor_2d(g->ctx, GGML_TYPE_F32, 1, N);
-    struct ggml_tensor *ins[] = {g->t_tok, g->t_pos, g->t_mask, g->t_labels, g->t_roww};
+    g->t_roww_mid = ggml_new_tensor_2d(g->ctx, GGML_TYPE_F32, 1, N);
+    g->t_labels_mid = ggml_new_tensor_2d(g->ctx, GGML_TYPE_F32, g->V, N);
+    struct ggml_tensor *ins[] = {g->t_tok, g->t_pos, g->t_mask, g->t_labels, g->t_roww, g->t_labels_mid, g->t_roww_mid};
     for (size_t i = 0; i < sizeof ins / sizeof ins[0]; i++) ggml_set_input(ins[i]);
-    g->logits = tm_build_train(g->ctx, m, g->t_tok, g->t_pos, g->t_mask, g->t_labels, g->t_roww, T, B, g->grads);
+    g->logits = tm_build_train(g->ctx, m, g->t_tok, g->t_pos, g->t_mask, g->t_labels, g->t_roww, T, B, g->grads,
+                               g->t_labels_mid, g->t_roww_mid, mark_layer, &g->logits_mid);
     ggml_set_output(g->logits);
+    ggml_set_output(g->logits_mid);
     g->gf = ggml_new_graph_custom(g->ctx, GRAPH_SIZE, false);
     ggml_build_forward_expand(g->gf, g->logits);
     for (int i = 0; i < m->n_params; i++) ggml_build_forward_expand(g->gf, g->grads[i]);
@@ -106,8 +115,13 @@ static int bgraph_init(struct bgraph *g, struct tm_model *m, int T, int B, int t
     g->mask = malloc((size_t)N * (size_t)T * sizeof *g->mask);
     g->labels = calloc((size_t)N * (size_t)g->V, sizeof *g->labels);
     g->roww = malloc((size_t)N * sizeof *g->roww);
+    g->roww_mid = malloc((size_t)N * sizeof *g->roww_mid);
+    g->labels_mid = calloc((size_t)N * (size_t)g->V, sizeof *g->labels_mid);
     g->info = malloc((size_t)N * sizeof *g->info);
-    if (!g->tok || !g->pos || !g->mask || !g->labels || !g->roww || !g->info) return -1;
+    g->minfo = malloc((size_t)N * sizeof *g->minfo);
+    if (!g->tok || !g->pos || !g->mask || !g->labels || !g->roww || !g->roww_mid || !g->labels_mid || !g->info ||
+        !g->minfo)
+        return -1;
     return 0;
 }
 
@@ -116,14 +130,19 @@ static int bgraph_init(struct bgraph *g, struct tm_model *m, int T, int B, int t
  * (it stays pending). Returns the number of positions holding real tokens. */
 typedef const struct tt_sample *(*get_fn)(void *ctx);
 
-static int64_t bgraph_pack(struct bgraph *g, get_fn get, void *gctx, const struct tt_sample **pending) {
+static int64_t bgraph_pack(struct bgraph *g, get_fn get, void *gctx, const struct tt_sample **pending,
+                           float mid_weight) {
     const int T = g->T, B = g->B;
     const int64_t N = (int64_t)T * B;
     for (int64_t i = 0; i < N * T; i++) g->mask[i] = -INFINITY;
     for (int i = 0; i < g->n_info; i++) /* clear last batch's one-hot entries */
         g->labels[(size_t)g->info[i].row * (size_t)g->V + (size_t)g->info[i].target] = 0.0f;
+    for (int i = 0; i < g->n_minfo; i++)
+        g->labels_mid[(size_t)g->minfo[i].row * (size_t)g->V + (size_t)g->minfo[i].target] = 0.0f;
     memset(g->roww, 0, (size_t)N * sizeof *g->roww);
+    memset(g->roww_mid, 0, (size_t)N * sizeof *g->roww_mid);
     g->n_info = 0;
+    g->n_minfo = 0;
     g->w_total = 0.0;
     int64_t used = 0;
     for (int b = 0; b < B; b++) {
@@ -150,6 +169,25 @@ static int64_t bgraph_pack(struct bgraph *g, get_fn get, void *gctx, const struc
                     g->roww[r] = (float)s->w[i + 1];
                     g->w_total += s->w[i + 1];
                 }
+                /* the deep-supervision head: the mark of this position's own token, else (with
+                 * mid_weight) the same generation target as the output head */
+                int32_t mt = 0;
+                float mw = 0.0f;
+                uint8_t mc = TT_CAT_MARK;
+                if (s->mk[i] > 0 && s->mw[i] > 0) {
+                    mt = s->mk[i];
+                    mw = (float)s->mw[i];
+                } else if (mid_weight > 0 && i + 1 < n && s->w[i + 1] > 0 && s->cat[i + 1] == TT_CAT_GEN) {
+                    mt = s->tok[i + 1];
+                    mw = mid_weight * (float)s->w[i + 1];
+                    mc = TT_CAT_GEN;
+                }
+                if (mw > 0) {
+                    g->minfo[g->n_minfo++] = (struct sel_info){(int32_t)r, mt, 0, mc};
+                    g->labels_mid[(size_t)r * (size_t)g->V + (size_t)mt] = 1.0f;
+                    g->roww_mid[r] = mw;
+                    g->w_total += mw;
+                }
             }
             c += n;
             used += n;
@@ -162,44 +200,67 @@ static int64_t bgraph_pack(struct bgraph *g, get_fn get, void *gctx, const struc
         }
     }
     if (g->w_total > 0)
-        for (int i = 0; i < g->n_info; i++) g->roww[g->info[i].row] /= (float)g->w_total;
+        for (int64_t r = 0; r < N; r++) {
+            g->roww[r] /= (float)g->w_total;
+            g->roww_mid[r] /= (float)g->w_total;
+        }
     return used;
 }
 
-/* Per-category loss and argmax accuracy of the last batch, from the logits; returns the
- * weighted mean loss (the quantity whose gradient the graph computes). */
-static double bgraph_stats(const struct bgraph *g, double sum_loss[TT_N_CAT], double sum_acc[TT_N_CAT], double cnt[TT_N_CAT]) {
-    const float *lg = g->logits->data;
-    double wl = 0.0;
+static double row_nll(const float *row, int V, int32_t target, int *argmax) {
+    float mx = row[0];
+    int arg = 0;
+    for (int v = 1; v < V; v++)
+        if (row[v] > mx) { mx = row[v]; arg = v; }
+    double z = 0.0;
+    for (int v = 0; v < V; v++) z += exp((double)(row[v] - mx));
+    *argmax = arg;
+    return log(z) + (double)(mx - row[target]);
+}
+
+/* Per-category loss and argmax accuracy of the last batch (output head), mark statistics of the
+ * deep-supervision head (mark[0..1]: error marks right / seen, mark[2..3]: ok marks), and the loss
+ * whose gradient the graph computed. */
+static double bgraph_stats(const struct bgraph *g, double sum_loss[TT_N_CAT], double sum_acc[TT_N_CAT], double cnt[TT_N_CAT],
+                           double mark[4]) {
+    const float *lf = g->logits->data, *lm = g->logits_mid->data;
+    double loss = 0.0;
     for (int i = 0; i < g->n_info; i++) {
         const struct sel_info *s = &g->info[i];
-        const float *row = lg + (size_t)s->row * (size_t)g->V;
-        float mx = row[0];
-        int arg = 0;
-        for (int v = 1; v < g->V; v++)
-            if (row[v] > mx) { mx = row[v]; arg = v; }
-        double z = 0.0;
-        for (int v = 0; v < g->V; v++) z += exp((double)(row[v] - mx));
-        double nll = log(z) + (double)(mx - row[s->target]);
+        int af = 0;
+        double nf = row_nll(lf + (size_t)s->row * (size_t)g->V, g->V, s->target, &af);
+        loss += (double)g->roww[s->row] * nf;
         int c = s->cat < TT_N_CAT ? s->cat : 0;
-        sum_loss[c] += nll;
-        sum_acc[c] += arg == s->target;
+        sum_loss[c] += nf;
+        sum_acc[c] += af == s->target;
         cnt[c] += 1;
-        wl += s->w * nll;
     }
-    return g->w_total > 0 ? wl / g->w_total : 0.0;
+    for (int i = 0; i < g->n_minfo; i++) {
+        const struct sel_info *s = &g->minfo[i];
+        int am = 0;
+        double nm = row_nll(lm + (size_t)s->row * (size_t)g->V, g->V, s->target, &am);
+        loss += (double)g->roww_mid[s->row] * nm;
+        if (s->cat != TT_CAT_MARK) continue;
+        int k = s->target == TT_MARK_ERR ? 0 : 2;
+        mark[k] += am == s->target;
+        mark[k + 1] += 1;
+    }
+    return loss;
 }
 
 /* Uploads the inputs, runs forward and backward; returns the weighted mean loss. */
-static double bgraph_compute(struct bgraph *g, double sum_loss[TT_N_CAT], double sum_acc[TT_N_CAT], double cnt[TT_N_CAT]) {
+static double bgraph_compute(struct bgraph *g, double sum_loss[TT_N_CAT], double sum_acc[TT_N_CAT], double cnt[TT_N_CAT],
+                             double mark[4]) {
     const int64_t N = (int64_t)g->T * g->B;
     ggml_backend_tensor_set(g->t_tok, g->tok, 0, (size_t)N * sizeof *g->tok);
     ggml_backend_tensor_set(g->t_pos, g->pos, 0, (size_t)N * sizeof *g->pos);
     ggml_backend_tensor_set(g->t_mask, g->mask, 0, (size_t)N * (size_t)g->T * sizeof *g->mask);
     ggml_backend_tensor_set(g->t_labels, g->labels, 0, (size_t)N * (size_t)g->V * sizeof *g->labels);
     ggml_backend_tensor_set(g->t_roww, g->roww, 0, (size_t)N * sizeof *g->roww);
+    ggml_backend_tensor_set(g->t_roww_mid, g->roww_mid, 0, (size_t)N * sizeof *g->roww_mid);
+    ggml_backend_tensor_set(g->t_labels_mid, g->labels_mid, 0, (size_t)N * (size_t)g->V * sizeof *g->labels_mid);
     if (ggml_backend_graph_compute(g->be, g->gf) != GGML_STATUS_SUCCESS) return NAN;
-    return bgraph_stats(g, sum_loss, sum_acc, cnt);
+    return bgraph_stats(g, sum_loss, sum_acc, cnt, mark);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -306,7 +367,7 @@ int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, voi
         return -1;
     }
     struct bgraph g;
-    if (bgraph_init(&g, m, p->T, p->B, p->threads) != 0) {
+    if (bgraph_init(&g, m, p->T, p->B, p->threads, p->mark_layer) != 0) {
         bgraph_free(&g);
         snprintf(err, errlen, "could not build or allocate the training graph (out of memory?)");
         return -1;
@@ -329,7 +390,7 @@ int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, voi
     bool tty = isatty(STDERR_FILENO);
     double t0 = now_s(), last_print = 0.0;
     double ema_g = -1, ema_j = -1, ema_aj = 0;
-    double win_loss[TT_N_CAT] = {0}, win_acc[TT_N_CAT] = {0}, win_cnt[TT_N_CAT] = {0};
+    double win_loss[TT_N_CAT] = {0}, win_acc[TT_N_CAT] = {0}, win_cnt[TT_N_CAT] = {0}, win_mark[4] = {0};
     int last_decile = -1;
     int rc = 0;
     int64_t step = 0;
@@ -344,7 +405,7 @@ int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, voi
         if (step < p->warmup) lr *= (float)(step + 1) / (float)p->warmup;
 
         double ta = now_s();
-        int64_t used = bgraph_pack(&g, gen_get, &src, &pending);
+        int64_t used = bgraph_pack(&g, gen_get, &src, &pending, p->mid_weight);
         double tb = now_s();
         if (used == 0) {
             snprintf(err, errlen, "the data source produced no samples");
@@ -352,7 +413,8 @@ int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, voi
             break;
         }
         double sl[TT_N_CAT] = {0}, sa[TT_N_CAT] = {0}, sc[TT_N_CAT] = {0};
-        double loss = bgraph_compute(&g, sl, sa, sc);
+        double mk[4] = {0};
+        double loss = bgraph_compute(&g, sl, sa, sc, mk);
         double tc = now_s();
         prof[0] += tb - ta;
         prof[1] += tc - tb;
@@ -382,6 +444,7 @@ int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, voi
                 win_acc[c] += sa[c];
                 win_cnt[c] += sc[c];
             }
+            for (int k = 0; k < 4; k++) win_mark[k] += mk[k];
         }
         el = now_s() - t0;
         if (p->progress) {
@@ -401,7 +464,8 @@ int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, voi
     rep->loss_judge = win_cnt[2] > 0 ? win_loss[2] / win_cnt[2] : ema_j;
     rep->acc_gen = win_cnt[1] > 0 ? win_acc[1] / win_cnt[1] : 0;
     rep->acc_judge = win_cnt[2] > 0 ? win_acc[2] / win_cnt[2] : ema_aj;
-    rep->acc_mark = win_cnt[3] > 0 ? win_acc[3] / win_cnt[3] : 0.0;
+    rep->acc_mark = win_mark[1] > 0 ? win_mark[0] / win_mark[1] : 0.0;
+    rep->acc_mark_ok = win_mark[3] > 0 ? win_mark[2] / win_mark[3] : 0.0;
     if (p->progress && rc == 0)
         progress(p, 1.0, step, rep->seconds, rep->loss_gen, rep->loss_judge, rep->acc_judge,
                  rep->tokens / (rep->seconds > 0 ? rep->seconds : 1), true, tty);
@@ -428,15 +492,15 @@ static const struct tt_sample *list_get(void *ctx) {
 float tt_loss_and_grads(struct tm_model *m, const struct tt_sample *samples, int n_samples, int T, int B,
                         float **grads) {
     struct bgraph g;
-    if (bgraph_init(&g, m, T, B, 1) != 0) {
+    if (bgraph_init(&g, m, T, B, 1, 1) != 0) {
         bgraph_free(&g);
         return NAN;
     }
     struct list_src src = {samples, n_samples, 0};
     const struct tt_sample *pending = NULL;
-    bgraph_pack(&g, list_get, &src, &pending);
-    double sl[TT_N_CAT] = {0}, sa[TT_N_CAT] = {0}, sc[TT_N_CAT] = {0};
-    double loss = bgraph_compute(&g, sl, sa, sc);
+    bgraph_pack(&g, list_get, &src, &pending, 0.5f);
+    double sl[TT_N_CAT] = {0}, sa[TT_N_CAT] = {0}, sc[TT_N_CAT] = {0}, mk[4] = {0};
+    double loss = bgraph_compute(&g, sl, sa, sc, mk);
     if (grads)
         for (int i = 0; i < m->n_params; i++)
             memcpy(grads[i], g.grads[i]->data, (size_t)ggml_nelements(m->params[i]) * sizeof(float));

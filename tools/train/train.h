@@ -15,6 +15,9 @@
 #include "model.h"
 
 #define TT_MAX_T 512
+/* mark targets: '.' and '!' (task.h's ASCII token range) */
+#define TT_MARK_OK (13 + ('.' - '!'))
+#define TT_MARK_ERR (13 + ('!' - '!'))
 
 enum tt_cat { TT_CAT_NONE = 0, TT_CAT_GEN = 1, TT_CAT_JUDGE = 2, TT_CAT_MARK = 3, TT_CAT_AUX = 4, TT_N_CAT = 5 };
 
@@ -27,6 +30,11 @@ struct tt_sample {
     int32_t alt[TT_MAX_T];
     uint8_t w[TT_MAX_T];
     uint8_t cat[TT_MAX_T];
+    /* Marks, learned by the deep-supervision head (see tm_build_train): if mk[i] > 0, the row of
+     * position i learns to predict token mk[i] there (TT_MARK_OK or TT_MARK_ERR: "is the token at
+     * i the right one?"), with weight mw[i]. */
+    int32_t mk[TT_MAX_T];
+    uint8_t mw[TT_MAX_T];
 };
 
 /* Fills *s with the next sample (s->n = 0 on entry). */
@@ -42,6 +50,9 @@ struct tt_params {
     int64_t steps;      /* optimizer steps; the schedule runs over min(steps, time) */
     double time_s;      /* wall-clock budget in seconds; 0 = none */
     int32_t threads;
+    int32_t mark_layer; /* error marks are learned on the input of this layer; 0 = the last */
+    float mid_weight;   /* the generation targets are also learned there, with this weight (so that the
+                           deep-supervision head must tell a wrong token from a right one) */
     uint64_t seed;      /* data order */
     const char *label;  /* progress-bar label */
     bool progress;      /* progress bar with ETA on stderr */
@@ -55,7 +66,8 @@ struct tt_report {
     double loss_judge;  /* same for judge targets */
     double acc_gen;     /* argmax accuracy per generation target, same window */
     double acc_judge;
-    double acc_mark;    /* argmax accuracy on error marks (TT_CAT_MARK), same window */
+    double acc_mark;    /* argmax accuracy of the mid head on TT_MARK_ERR marks (recall), same window */
+    double acc_mark_ok; /* same on TT_MARK_OK marks */
 };
 
 struct tt_params tt_default_params(void);
