@@ -48,7 +48,7 @@ struct cli {
     const char *template_name, *prompt_template, *judge_prompt, *judge_prefill, *score, *answer_by,
         *progress;
     int64_t k, limit, first_n, max_step, budget, max_answer, draft_max, draft_min;
-    int64_t ctx, small_ctx, base_ctx, threads, ngl, small_ngl, base_ngl;
+    int64_t ctx, small_ctx, base_ctx, threads, threads_batch, ngl, small_ngl, base_ngl;
     double temp, top_p, small_temp, small_top_p, base_temp, base_top_p, draft_p_min;
     uint64_t seed;
     bool greedy, no_strip, report, save_steps, json, quiet, verbose, help, version;
@@ -98,6 +98,7 @@ static const struct opt OPTS[] = {
     {"small-ctx", 0, OPT_INT, &C.small_ctx, 0, 16777216, "context tokens of the small model"},
     {"base-ctx", 0, OPT_INT, &C.base_ctx, 0, 16777216, "context tokens of the base model"},
     {"threads", 0, OPT_INT, &C.threads, 0, 512, "CPU threads (default: all cores)"},
+    {"threads-batch", 0, OPT_INT, &C.threads_batch, 0, 512, "CPU threads for prefill and judging (default: --threads)"},
     {"ngl", 0, OPT_INT, &C.ngl, -1, 1e6, "layers on the GPU for both models (-1 = all, default 0)"},
     {"small-ngl", 0, OPT_INT, &C.small_ngl, -1, 1e6, "GPU layers of the small model"},
     {"base-ngl", 0, OPT_INT, &C.base_ngl, -1, 1e6, "GPU layers of the base model"},
@@ -1420,6 +1421,7 @@ int main(int argc, char **argv) {
     if (C.small_ctx >= 0) ep.small.n_ctx = (uint32_t)C.small_ctx;
     if (C.base_ctx >= 0) ep.base.n_ctx = (uint32_t)C.base_ctx;
     ep.small.n_threads = ep.base.n_threads = (int32_t)C.threads;
+    ep.small.n_threads_batch = ep.base.n_threads_batch = (int32_t)C.threads_batch;
     ep.small.n_gpu_layers = ep.base.n_gpu_layers = (int32_t)C.ngl;
     if (C.small_ngl >= -1) ep.small.n_gpu_layers = (int32_t)C.small_ngl;
     if (C.base_ngl >= -1) ep.base.n_gpu_layers = (int32_t)C.base_ngl;

@@ -20,7 +20,7 @@ struct cli {
     struct sr_run_params rp;
     const char *small_path, *base_path, *prompt, *file, *mode, *score, *answer_by, *color, *template_name;
     const char *prompt_template, *judge_prompt, *judge_prefill;
-    int64_t ctx, threads, ngl, small_ctx, base_ctx, small_ngl, base_ngl;
+    int64_t ctx, threads, threads_batch, ngl, small_ctx, base_ctx, small_ngl, base_ngl;
     double temp, top_p;
     bool json, quiet, verbose, greedy, no_strip, help, version, loaded_temp, loaded_top_p, spec_decode;
     int64_t draft_max, draft_min;
@@ -66,6 +66,7 @@ static const struct opt OPTS[] = {
     {"small-ctx", 0, OPT_INT, &C.small_ctx, 0, 16777216, "context tokens of the small model"},
     {"base-ctx", 0, OPT_INT, &C.base_ctx, 0, 16777216, "context tokens of the base model"},
     {"threads", 0, OPT_INT, &C.threads, 0, 512, "CPU threads (default: all cores)"},
+    {"threads-batch", 0, OPT_INT, &C.threads_batch, 0, 512, "CPU threads for prefill and judging (default: --threads)"},
     {"ngl", 0, OPT_INT, &C.ngl, -1, 1e6, "layers on the GPU for both models (-1 = all, default 0)"},
     {"small-ngl", 0, OPT_INT, &C.small_ngl, -1, 1e6, "GPU layers of the small model"},
     {"base-ngl", 0, OPT_INT, &C.base_ngl, -1, 1e6, "GPU layers of the base model"},
@@ -308,6 +309,7 @@ int main(int argc, char **argv) {
     if (C.small_ctx >= 0) ep.small.n_ctx = (uint32_t)C.small_ctx;
     if (C.base_ctx >= 0) ep.base.n_ctx = (uint32_t)C.base_ctx;
     ep.small.n_threads = ep.base.n_threads = (int32_t)C.threads;
+    ep.small.n_threads_batch = ep.base.n_threads_batch = (int32_t)C.threads_batch;
     ep.small.n_gpu_layers = ep.base.n_gpu_layers = (int32_t)C.ngl;
     if (C.small_ngl >= -1) ep.small.n_gpu_layers = (int32_t)C.small_ngl;
     if (C.base_ngl >= -1) ep.base.n_gpu_layers = (int32_t)C.base_ngl;
