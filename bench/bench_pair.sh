@@ -11,7 +11,14 @@
 #     a wrong adopted step are not counted)
 #   judge cost: ms per judge call / ms per base decode token (from the base-only runs)
 # Environment: SR_BUILD_DIR (default build/), SPECREASON_BIN, SR_BENCH_THREADS (default 1: the
-# models are tiny and this machine is shared; two OpenMP threads on a busy core spin and lose).
+# models are tiny and this machine is shared; two OpenMP threads on a busy core spin and lose),
+# SR_BENCH_THREADS_BATCH (prefill/judge threads, default = SR_BENCH_THREADS), SR_PAIR_DIR (a pair
+# directory as sr-train pair writes it, instead of scripts/pair.sh's),
+# SR_PAIR_PAD=SMALL_FF,BASE_FF: bench copies of the pair padded with inert feed-forward units
+#   (`sr-train pad`: the same function, a bigger model's weight traffic), written once next to
+#   the pair. The trained pair fits in the CPU caches, where a prefill token costs nearly what a
+#   decode token does; padded, decoding streams its weights as real models do, and a judgement
+#   becomes cheap next to a step (the regime SpecReason is built for).
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: bench_pair.sh OUT.json [N]" >&2; exit 2; }
 out=$1
@@ -20,18 +27,35 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${SR_BUILD_DIR:-$root/build}
 cli=${SPECREASON_BIN:-$build/specreason}
 threads=${SR_BENCH_THREADS:-1}
+threads_batch=${SR_BENCH_THREADS_BATCH:-$threads}
 [ -x "$cli" ] || { echo "bench_pair.sh: $cli not found (build first, or set SR_BUILD_DIR)" >&2; exit 1; }
-mapfile -t paths < <(SR_BUILD_DIR=$build "$root/scripts/pair.sh")
+if [ -n "${SR_PAIR_DIR:-}" ]; then
+    paths=("$SR_PAIR_DIR/small.gguf" "$SR_PAIR_DIR/base.gguf")
+else
+    mapfile -t paths < <(SR_BUILD_DIR=$build "$root/scripts/pair.sh")
+fi
 [ ${#paths[@]} -eq 2 ] || { echo "bench_pair.sh: scripts/pair.sh failed" >&2; exit 1; }
-exec python3 - "$out" "$n" "$cli" "${paths[0]}" "${paths[1]}" "$threads" <<'PY'
+pad=${SR_PAIR_PAD:-}
+if [ -n "$pad" ]; then
+    IFS=, read -r pad_small pad_base <<<"$pad"
+    case "$pad_small,$pad_base" in *[!0-9,]*|,*|*,) echo "bench_pair.sh: SR_PAIR_PAD must be SMALL_FF,BASE_FF" >&2; exit 2 ;; esac
+    train=${SR_TRAIN:-$build/tools/train/sr-train}
+    dir=$(dirname "${paths[0]}")
+    padded=("$dir/small-ff$pad_small.gguf" "$dir/base-ff$pad_base.gguf")
+    for k in 0 1; do
+        [ -f "${padded[k]}" ] || "$train" pad -m "${paths[k]}" -o "${padded[k]}" --ff "$([ $k = 0 ] && echo "$pad_small" || echo "$pad_base")"
+    done
+    paths=("${padded[@]}")
+fi
+exec python3 - "$out" "$n" "$cli" "${paths[0]}" "${paths[1]}" "$threads" "$threads_batch" <<'PY'
 import json, os, statistics, subprocess, sys, time
 
-out, n, cli, small, base, threads = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+out, n, cli, small, base, threads, threads_batch = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
 d = os.path.dirname(small)
 meta = json.load(open(os.path.join(d, "meta.json")))
 problems = [json.loads(l) for l in open(os.path.join(d, "heldout.jsonl"))][:n]
 flags = ["--template", "raw", "--judge-prompt", meta["judge_prompt"], "--judge-prefill", meta["judge_prefill"],
-         "--greedy", "--threads", threads, "--ctx", "512", "--budget", "256", "--max-step-tokens", "32",
+         "--greedy", "--threads", threads, "--threads-batch", threads_batch, "--ctx", "512", "--budget", "256", "--max-step-tokens", "32",
          "--max-answer-tokens", "16", "--json"]
 
 def boxed(text):
@@ -65,7 +89,8 @@ for i, p in enumerate(problems):
 if sys.stderr.isatty():
     print(file=sys.stderr)
 
-res = {"n_problems": len(problems), "pair": {"small": small, "base": base, "key": meta["key"]},
+res = {"n_problems": len(problems), "pair": {"small": small, "base": base, "key": meta["key"],
+                                             "small_bytes": os.path.getsize(small), "base_bytes": os.path.getsize(base)},
        "flags": flags, "threshold": 7, "modes": {}}
 for m in modes:
     lat = [j["stats"]["t_total_ms"] for j in runs[m]]

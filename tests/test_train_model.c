@@ -219,6 +219,30 @@ int main(int argc, char **argv) {
     CHECK(spread > 2.0);
     CHECK(d32 <= 1e-3);
     CHECK(d16 <= 5e-2);
+
+    /* Padded with inert feed-forward units (sr-train pad): llama.cpp runs a bigger model that
+     * computes the same logits as the unpadded one. A wrong layout of ffn_down (the added units
+     * must add nothing) or a unit dropped would move them by whole units. */
+    struct tm_model mp2;
+    char ppath[4200];
+    snprintf(ppath, sizeof ppath, "%s.padded.gguf", path);
+    CHECK(tm_model_pad_ff(&m, 96 * 5, 9, &mp2) == 0);
+    struct tm_model shrunk;
+    int rc_shrink = tm_model_pad_ff(&m, 95, 9, &shrunk);
+    CHECK(rc_shrink != 0); /* shrinking is refused */
+    if (rc_shrink == 0) tm_model_free(&shrunk);
+    CHECK(tm_model_n_elements(&mp2) > tm_model_n_elements(&m));
+    CHECK(tm_model_save(&mp2, ppath, "test-padded", err, sizeof err) == 0);
+    struct llama_model *padded = llama_model_load_from_file(ppath, mp);
+    CHECK(padded != NULL);
+    if (padded) {
+        double dp = logits_diff(padded, tok, n, ours, true);
+        printf("padded to n_ff %d: max |llama.cpp(padded) - trainer(unpadded)| %.2e\n", mp2.hp.n_ff, dp);
+        CHECK(dp <= 1e-3);
+        llama_model_free(padded);
+    }
+    tm_model_free(&mp2);
+    remove(ppath);
     free(ours);
     llama_model_free(model);
     tm_model_free(&m);

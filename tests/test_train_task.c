@@ -5,6 +5,7 @@
  * the tokens they should (the thinking part; a wrong candidate never; the judge digit).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "data.h"
@@ -46,6 +47,15 @@ int main(void) {
             CHECK(strcmp(step, wrong) != 0);
             CHECK(strstr(wrong, "\n") == NULL && strlen(wrong) > 5);
             n_corrupt++;
+            /* a near miss differs from the right step in its result only, by one */
+            tk_step_near_miss(&p, k, &rng, wrong, sizeof wrong);
+            CHECK(strcmp(step, wrong) != 0);
+            size_t pre = 0;
+            while (step[pre] == wrong[pre]) pre++;
+            const char *rs = k == tk_n_steps(&p) - 1 ? strchr(step, '{') + 1 : strchr(step, '=') + 1;
+            CHECK(step + pre >= rs);
+            long a = strtol(rs, NULL, 10), b = strtol(wrong + (rs - step), NULL, 10);
+            CHECK(labs(a - b) == 1);
         }
         int64_t v = -1;
         tk_step_text(&p, tk_n_steps(&p) - 1, step, sizeof step);

@@ -16,3 +16,11 @@ if(TARGET sr_train_core)
     target_link_libraries(test_train_model PRIVATE sr_train_core)
     set_tests_properties(test_train_model PROPERTIES TIMEOUT 120)
 endif()
+
+# sr-train pair end to end on a tiny budget, and sr-train pad (see the script's header).
+if(TARGET sr-train AND TARGET specreason-cli)
+    add_test(NAME train_pair
+        COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/train_pair.sh $<TARGET_FILE:sr-train> $<TARGET_FILE:specreason-cli>
+                ${CMAKE_CURRENT_BINARY_DIR}/train_pair)
+    set_tests_properties(train_pair PROPERTIES LABELS model TIMEOUT 300)
+endif()

@@ -143,6 +143,7 @@ void dt_next(void *user, uint64_t *rng, struct tt_sample *s) {
     }
     if (real) snprintf(text, sizeof text, "%s", real->text);
     else if (good) tk_step_text(&p, kc, text, sizeof text);
+    else if (mx->p_near > 0 && tk_rand_unit(rng) < mx->p_near) tk_step_near_miss(&p, kc, rng, text, sizeof text);
     else tk_step_corrupt(&p, kc, rng, text, sizeof text);
     int32_t c0 = s->n;
     put_step(s, text, good ? 1 : 0, good ? TT_CAT_GEN : TT_CAT_NONE);

@@ -38,6 +38,7 @@ struct dt_mix {
     float p_judge;        /* fraction of samples that are judge samples */
     float p_judge_good;   /* of those, fraction with the correct step as candidate */
     float p_real;         /* of the wrong candidates, fraction taken from the pool (if any) */
+    float p_near;         /* of the other wrong candidates, fraction that are near misses */
     int32_t judge_weight; /* loss weight of the score digit (1..8) */
     int32_t mark_weight;  /* loss weight of the error mark after a wrong candidate's first wrong token; 0 = off */
     float p_mark;         /* of the other samples, fraction that end in a wrong step with its error mark */

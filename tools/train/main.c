@@ -6,6 +6,7 @@
  *   sr-train eval --small S --base B [--n N]        accuracies, step errors, judge confusion
  *   sr-train problems [--n N] [--seed N]            held-out problems as JSONL (id, problem, answer)
  *   sr-train speed -m M                             llama.cpp decode/prefill timing of a model
+ *   sr-train pad -m M -o F --ff N                   M with inert feed-forward units (benchmarks)
  *
  * The pair lives in ${SPECREASON_CACHE:-${XDG_CACHE_HOME:-~/.cache}/specreason}/pair/<key>/ with
  * key = v<trainer version>-<task>-<hash of every setting>-s<seed>; a finished directory (it has
@@ -14,11 +15,13 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,7 +31,7 @@
 #include "task.h"
 #include "train.h"
 
-#define TRAINER_VERSION "2"
+#define TRAINER_VERSION "3"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Settings                                                                                   */
@@ -36,7 +39,7 @@
 struct role_cfg {
     struct tm_hparams hp;
     struct tt_params tp;
-    float p_judge, p_judge_good, p_real, p_mark;
+    float p_judge, p_judge_good, p_real, p_near, p_mark;
     int32_t judge_weight, mark_weight, suffix_weight;
     /* Phase 2 (base): after generation and marks are learned, the judge digit gets more weight and
      * more samples, at a lower learning rate (fresh AdamW state). 0 s = off. */
@@ -77,8 +80,10 @@ static struct settings settings_default(void) {
     s.small.hp = hp_make(2, 64, 2, 256);
     s.small.tp = tt_default_params();
     s.small.tp.lr = 3e-3f;
-    s.small.tp.steps = 3000;
-    s.small.tp.time_s = 150;
+    /* A step budget (a time cap only guards slow machines): the small model's accuracy climbs
+     * steeply here (1065 steps 63%, 1200 steps 91%, 2700 steps 100% of held-out problems). */
+    s.small.tp.steps = 1100;
+    s.small.tp.time_s = 400;
     s.small.tp.label = "small";
     s.small.tp.T = 256;
     s.small.tp.B = 8;
@@ -87,7 +92,7 @@ static struct settings settings_default(void) {
     s.base.tp = tt_default_params();
     s.base.tp.lr = 2e-3f;
     s.base.tp.steps = 4000;
-    s.base.tp.time_s = 540;
+    s.base.tp.time_s = 330;
     s.base.tp.label = "base";
     s.base.tp.T = 256;
     s.base.tp.B = 8;
@@ -96,11 +101,12 @@ static struct settings settings_default(void) {
     s.base.p_judge = 0.5f;
     s.base.p_judge_good = 0.5f;
     s.base.p_real = 0.5f;
+    s.base.p_near = 0.5f; /* near misses: what the small model gets wrong, the hardest to see */
     s.base.judge_weight = 4;
     s.base.mark_weight = 4;
     s.base.p_mark = 0.5f;
     s.base.suffix_weight = 1;
-    s.base.judge_time_s = 300;
+    s.base.judge_time_s = 780;
     s.base.judge_lr = 1e-3f;
     s.base.judge_frac2 = 0.8f;
     s.base.judge_weight2 = 8;
@@ -169,6 +175,7 @@ static int parse_common(int argc, char **argv, int *i, struct settings *s) {
         {"--judge-frac", 0, 1, &s->base.p_judge, 'f'},
         {"--judge-good", 0, 1, &s->base.p_judge_good, 'f'},
         {"--judge-real", 0, 1, &s->base.p_real, 'f'},
+        {"--judge-near", 0, 1, &s->base.p_near, 'f'},
         {"--judge-weight", 1, 8, &s->base.judge_weight, 'i'},
         {"--mark-weight", 0, 8, &s->base.mark_weight, 'i'},
         {"--mark-frac", 0, 1, &s->base.p_mark, 'f'},
@@ -223,8 +230,9 @@ static uint64_t hash_role(uint64_t h, const struct role_cfg *r) {
     int64_t iv[] = {r->hp.n_embd, r->hp.n_layer, r->hp.n_head, r->hp.n_ff, r->tp.T, r->tp.B, r->tp.warmup,
                     r->tp.steps, (int64_t)r->tp.time_s, r->judge_weight, r->mark_weight, r->suffix_weight,
                     r->tp.mark_layer, r->hp.rope_base > 0 ? (int64_t)r->hp.rope_base : 0};
-    double fv[] = {r->tp.lr, r->tp.lr_min, r->tp.wd, r->tp.clip, r->p_judge, r->p_judge_good, r->p_real, r->p_mark,
-                   r->tp.mid_weight, r->judge_time_s, r->judge_lr, r->judge_frac2, (double)r->judge_weight2};
+    double fv[] = {r->tp.lr, r->tp.lr_min, r->tp.wd, r->tp.clip, r->p_judge, r->p_judge_good, r->p_real,
+                   r->p_near, r->p_mark, r->tp.mid_weight, r->judge_time_s, r->judge_lr, r->judge_frac2,
+                   (double)r->judge_weight2};
     h = fnv(h, iv, sizeof iv);
     return fnv(h, fv, sizeof fv);
 }
@@ -298,8 +306,11 @@ static double now_s(void) {
 /* Trains one role; small has no judge samples. */
 static const char *g_init; /* --init MODEL: start from these weights (experiments) */
 
+/* between(user), if not NULL, runs after the first phase and before the judge phase (it may fill
+ * the pool: the small model's mistakes, collected while the first phase ran). */
 static int train_role(const struct settings *s, const struct role_cfg *r, bool judge, const struct dt_pool *pool,
-                      uint64_t seed, const char *out, const char *name, struct tt_report *rep) {
+                      uint64_t seed, const char *out, const char *name, struct tt_report *rep,
+                      int (*between)(void *), void *between_user) {
     struct tm_model m;
     char lerr[256];
     if (g_init && tm_model_load(&m, g_init, lerr, sizeof lerr) != 0) {
@@ -311,7 +322,8 @@ static int train_role(const struct settings *s, const struct role_cfg *r, bool j
         return -1;
     }
     struct dt_mix mix = {.cfg = s->task, .p_judge = judge ? r->p_judge : 0.0f, .p_judge_good = r->p_judge_good,
-                         .p_real = r->p_real, .judge_weight = r->judge_weight, .mark_weight = judge ? r->mark_weight : 0,
+                         .p_real = r->p_real, .p_near = r->p_near, .judge_weight = r->judge_weight,
+                         .mark_weight = judge ? r->mark_weight : 0,
                          .p_mark = r->p_mark, .suffix_weight = r->suffix_weight,
                          .judge_prompt = s->judge_prompt,
                          .judge_prefill = s->judge_prefill, .pool = pool};
@@ -322,6 +334,10 @@ static int train_role(const struct settings *s, const struct role_cfg *r, bool j
     fprintf(stderr, "[%s] %d layers, n_embd %d, %d heads, n_ff %d: %.2fM parameters\n", tp.label, r->hp.n_layer,
             r->hp.n_embd, r->hp.n_head, r->hp.n_ff, (double)tm_model_n_elements(&m) / 1e6);
     int rc = tt_train(&m, &tp, dt_next, &mix, rep, err, sizeof err);
+    if (rc == 0 && between && between(between_user) != 0) {
+        tm_model_free(&m);
+        return -1;
+    }
     if (rc == 0 && judge && r->judge_time_s > 0) {
         struct tt_report r1 = *rep;
         mix.judge_weight = r->judge_weight2;
@@ -359,6 +375,126 @@ static void print_eval(const char *who, const struct ev_result *r) {
 
 /* ------------------------------------------------------------------------------------------ */
 /* Subcommands                                                                                */
+
+/* The small model's training and mistakes, in a child process (see cmd_pair). */
+struct small_job {
+    const struct settings *s; /* the child's settings (its share of the threads) */
+    const char *small;        /* where it writes the small model */
+    struct tt_report *rs;     /* filled by small_job_finish */
+    struct dt_pool pool;      /* the mistakes, filled by small_job_finish */
+    int fd;                   /* read end of the pipe the child reports through */
+    pid_t pid;                /* > 0 while the child has not been reaped */
+    bool ok;
+};
+
+static bool write_all(int fd, const void *buf, size_t n) {
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return false;
+        p += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+static bool read_all(int fd, void *buf, size_t n) {
+    char *p = buf;
+    while (n > 0) {
+        ssize_t k = read(fd, p, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return false;
+        p += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+static int small_job_start(struct small_job *j) {
+    int fds[2];
+    if (pipe(fds) != 0) {
+        fprintf(stderr, "sr-train: pipe: %s\n", strerror(errno));
+        return -1;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "sr-train: fork: %s\n", strerror(errno));
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        const struct settings *s = j->s;
+        struct tt_report rs;
+        memset(&rs, 0, sizeof rs);
+        int32_t rc = train_role(s, &s->small, false, NULL, s->seed * 2 + 1, j->small, "specreason-pair-small", &rs,
+                                NULL, NULL);
+        struct dt_pool pool = {0};
+        struct ev_result em = {0};
+        double tm = now_s();
+        if (rc == 0) {
+            char err[256];
+            struct llm *L = llm_open(j->small, 512, s->threads, err, sizeof err);
+            if (!L) {
+                fprintf(stderr, "sr-train: %s\n", err);
+                rc = -1;
+            } else {
+                if (ev_mistakes(L, &s->task, s->seed * 31 + 7, s->n_mistakes / 2, 0.0f, &pool, &em) != 0 ||
+                    ev_mistakes(L, &s->task, s->seed * 37 + 11, s->n_mistakes - s->n_mistakes / 2, 1.0f, &pool,
+                                &em) != 0) {
+                    fprintf(stderr, "sr-train: collecting the small model's mistakes failed\n");
+                    rc = -1;
+                }
+                llm_close(L);
+            }
+        }
+        tm = now_s() - tm;
+        int32_t hdr[2] = {rc, em.n_steps};
+        uint64_t n = pool.n;
+        bool ok = write_all(fds[1], hdr, sizeof hdr) && write_all(fds[1], &rs, sizeof rs) &&
+                  write_all(fds[1], &tm, sizeof tm) && write_all(fds[1], &n, sizeof n) &&
+                  (n == 0 || write_all(fds[1], pool.v, (size_t)n * sizeof *pool.v));
+        _exit(ok && rc == 0 ? 0 : 1);
+    }
+    close(fds[1]);
+    j->fd = fds[0];
+    j->pid = pid;
+    return 0;
+}
+
+/* Waits for the child's report and mistakes; 0 if it succeeded. */
+static int small_job_finish(void *user) {
+    struct small_job *j = user;
+    if (j->pid <= 0) return j->ok ? 0 : -1;
+    int32_t hdr[2] = {-1, 0};
+    double tm = 0;
+    uint64_t n = 0;
+    bool ok = read_all(j->fd, hdr, sizeof hdr) && read_all(j->fd, j->rs, sizeof *j->rs) &&
+              read_all(j->fd, &tm, sizeof tm) && read_all(j->fd, &n, sizeof n) && hdr[0] == 0 && n < (1u << 24);
+    if (ok && n > 0) {
+        j->pool.v = malloc((size_t)n * sizeof *j->pool.v);
+        ok = j->pool.v && read_all(j->fd, j->pool.v, (size_t)n * sizeof *j->pool.v);
+        if (ok) j->pool.n = j->pool.cap = (size_t)n;
+    }
+    close(j->fd);
+    j->fd = -1;
+    int status = 0;
+    while (waitpid(j->pid, &status, 0) < 0 && errno == EINTR) {}
+    j->pid = -1;
+    j->ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (!j->ok) {
+        fprintf(stderr, "\nsr-train: training the small model failed\n");
+        return -1;
+    }
+    fprintf(stderr, "[small] %lld steps in %.0f s (beside the base model); loss %.4f\n", (long long)j->rs->steps,
+            j->rs->seconds, j->rs->loss_gen);
+    fprintf(stderr, "[mistakes] %zu wrong steps out of %d (greedy and T=1) in %.0f s\n", j->pool.n, hdr[1], tm);
+    return 0;
+}
 
 static int cmd_pair(int argc, char **argv) {
     struct settings s = settings_default();
@@ -406,27 +542,33 @@ static int cmd_pair(int argc, char **argv) {
     dt_heldout_register(&s.task, s.seed, s.n_heldout);
     double t0 = now_s();
     struct tt_report rs, rb;
-    if (train_role(&s, &s.small, false, NULL, s.seed * 2 + 1, small, "specreason-pair-small", &rs) != 0) return 1;
-
-    /* The small model's own mistakes, for the judge. */
-    char err[256];
-    struct llm *Ls = llm_open(small, 512, s.threads, err, sizeof err);
-    if (!Ls) { fprintf(stderr, "sr-train: %s\n", err); return 1; }
-    struct dt_pool pool = {0};
-    struct ev_result em = {0};
-    double tm0 = now_s();
-    if (ev_mistakes(Ls, &s.task, s.seed * 31 + 7, s.n_mistakes / 2, 0.0f, &pool, &em) != 0 ||
-        ev_mistakes(Ls, &s.task, s.seed * 37 + 11, s.n_mistakes - s.n_mistakes / 2, 1.0f, &pool, &em) != 0) {
-        fprintf(stderr, "sr-train: collecting the small model's mistakes failed\n");
-        return 1;
+    /* Two roles, two cores: the small model trains (and then writes the steps whose mistakes
+     * the judge learns from) in a child process while the base model's first phase runs here;
+     * the base model's judge phase starts once the child has sent its report and mistakes. */
+    struct settings sc = s;
+    if (sc.threads > 1) sc.threads /= 2;
+    sc.small.tp.progress = false;
+    struct small_job job = {.s = &sc, .small = small, .rs = &rs, .fd = -1, .pid = -1};
+    if (small_job_start(&job) != 0) return 1;
+    struct settings sb = s;
+    sb.threads = s.threads - sc.threads > 0 ? s.threads - sc.threads : 1;
+    int rc_base = train_role(&sb, &s.base, true, &job.pool, s.seed * 2 + 2, base, "specreason-pair-base", &rb,
+                             small_job_finish, &job);
+    if (job.pid > 0) { /* the base model failed before its judge phase: stop and reap the child */
+        kill(job.pid, SIGTERM);
+        small_job_finish(&job);
     }
-    fprintf(stderr, "[mistakes] %zu wrong steps out of %d (greedy and T=1) in %.0f s\n", pool.n, em.n_steps,
-            now_s() - tm0);
-    if (train_role(&s, &s.base, true, &pool, s.seed * 2 + 2, base, "specreason-pair-base", &rb) != 0) return 1;
+    struct dt_pool pool = job.pool;
+    if (rc_base != 0 || !job.ok) { dt_pool_free(&pool); return 1; }
     double t_train = now_s() - t0;
+    char err[256];
+    /* Measurements on one thread: these models are too small for a second one to help (it only
+     * adds a barrier per graph node). */
+    struct llm *Ls = llm_open(small, 512, 1, err, sizeof err);
+    if (!Ls) { fprintf(stderr, "sr-train: %s\n", err); return 1; }
 
     /* Summary measurements with llama.cpp. */
-    struct llm *Lb = llm_open(base, 512, s.threads, err, sizeof err);
+    struct llm *Lb = llm_open(base, 512, 1, err, sizeof err);
     if (!Lb) { fprintf(stderr, "sr-train: %s\n", err); return 1; }
     struct ev_result as = {0}, ab = {0}, ej = {0};
     if (ev_accuracy(Ls, &s.task, s.seed, s.n_eval, &as) != 0 || ev_accuracy(Lb, &s.task, s.seed, s.n_eval, &ab) != 0 ||
@@ -519,7 +661,7 @@ static int cmd_train(int argc, char **argv) {
     struct tt_report rep;
     const struct role_cfg *r = is_base ? &s.base : &s.small;
     int rc = train_role(&s, r, is_base, &pool, s.seed * 2 + (is_base ? 2 : 1), out,
-                        is_base ? "specreason-pair-base" : "specreason-pair-small", &rep);
+                        is_base ? "specreason-pair-base" : "specreason-pair-small", &rep, NULL, NULL);
     dt_pool_free(&pool);
     if (rc != 0) return 1;
     fprintf(stderr, "[%s] %lld steps in %.0f s; loss gen %.4f (acc %.2f%%) judge %.4f (acc %.2f%%), marks: errors %.2f%% ok %.2f%%\n",
@@ -611,6 +753,40 @@ static int cmd_speed(int argc, char **argv) {
     return 0;
 }
 
+/* A trained model padded with inert feed-forward units (tm_model_pad_ff): what the pair costs when
+ * its weights outgrow the CPU caches, as those of real models do. */
+static int cmd_pad(int argc, char **argv) {
+    const char *in = NULL, *out = NULL;
+    long n_ff = 0;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "-m") == 0 && i + 1 < argc) in = argv[++i];
+        else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) out = argv[++i];
+        else if (strcmp(argv[i], "--ff") == 0 && i + 1 < argc) {
+            char *end;
+            n_ff = strtol(argv[++i], &end, 10);
+            if (*end || n_ff < 1 || n_ff > (1L << 20)) return usage_err("bad --ff '%s'", argv[i]);
+        } else return usage_err("unknown option '%s'", argv[i]);
+    }
+    if (!in || !out || !n_ff) return usage_err("%s", "pad needs -m MODEL -o FILE --ff N");
+    struct tm_model a, b;
+    char err[256];
+    if (tm_model_load(&a, in, err, sizeof err) != 0) { fprintf(stderr, "sr-train: %s\n", err); return 1; }
+    if (n_ff < a.hp.n_ff) {
+        fprintf(stderr, "sr-train: --ff %ld is below the model's %d units\n", n_ff, a.hp.n_ff);
+        tm_model_free(&a);
+        return 2;
+    }
+    int rc = tm_model_pad_ff(&a, (int32_t)n_ff, 77, &b);
+    if (rc != 0) fprintf(stderr, "sr-train: out of memory\n");
+    if (rc == 0) {
+        rc = tm_model_save(&b, out, "specreason-pair-padded", err, sizeof err);
+        if (rc != 0) fprintf(stderr, "sr-train: %s\n", err);
+        tm_model_free(&b);
+    }
+    tm_model_free(&a);
+    return rc ? 1 : 0;
+}
+
 /* Teacher-forced per-character accuracy of a model over each step's text (3-term problems):
  * which parts of a step (copied operands, result digits) the model has learned. */
 static int cmd_diag(int argc, char **argv) {
@@ -665,16 +841,20 @@ static int cmd_diag(int argc, char **argv) {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: sr-train pair [--dir D] [--seed N] [--force] [settings]\n"
-            "       sr-train train --role small|base -o FILE [--mistakes-from SMALL.gguf] [settings]\n"
+            "       sr-train train --role small|base -o FILE [--mistakes-from SMALL.gguf] [--init MODEL] [settings]\n"
             "       sr-train eval [--small S.gguf] [--base B.gguf] [--n-eval N] [settings]\n"
             "       sr-train problems [--n N] [--seed N] [settings]\n"
-            "       sr-train speed -m MODEL.gguf [--threads N]\n\n"
-            "Trains the small/base reasoning pair for specreason (character-level llama-arch GGUFs) on the CPU.\n\n"
+            "       sr-train speed -m MODEL.gguf [--threads N]\n"
+            "       sr-train pad -m MODEL.gguf -o FILE --ff N\n\n"
+            "Trains the small/base reasoning pair for specreason (character-level llama-arch GGUFs) on the CPU.\n"
+            "pair trains both models at once (the small one in a child process), caches and measures them;\n"
+            "pad writes a copy with N feed-forward units per layer, the added ones inert (same outputs, more\n"
+            "weight traffic: the pair at the memory-bound cost of real models).\n\n"
             "settings: --seed N --threads N --terms-min N --terms-max N --digits N --n-heldout N --n-mistakes N\n"
             "  --n-eval N --{small,base}-{layers,embd,heads,ff,lr,steps,time,batch} X --judge-frac F --judge-good F\n"
-            "  --judge-real F --judge-weight N --judge-prompt S --judge-prefill S --mark-weight N --mark-frac F\n"
-            "  --mark-layer N --mid-weight F --suffix-weight N --judge-time S --judge-lr X --judge-frac2 F\n"
-            "  --judge-weight2 N (base phase 2: judge-heavy training after generation and marks)\n");
+            "  --judge-real F --judge-near F --judge-weight N --judge-prompt S --judge-prefill S --mark-weight N\n"
+            "  --mark-frac F --mark-layer N --mid-weight F --suffix-weight N --judge-time S --judge-lr X\n"
+            "  --judge-frac2 F --judge-weight2 N (base phase 2: judge-heavy training after generation and marks)\n");
 }
 
 int main(int argc, char **argv) {
@@ -695,5 +875,6 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "problems") == 0) return cmd_problems(argc, argv);
     if (strcmp(argv[1], "speed") == 0) return cmd_speed(argc, argv);
     if (strcmp(argv[1], "diag") == 0) return cmd_diag(argc, argv);
+    if (strcmp(argv[1], "pad") == 0) return cmd_pad(argc, argv);
     return usage_err("unknown command '%s'", argv[1]);
 }

@@ -107,6 +107,31 @@ int tm_model_init(struct tm_model *m, const struct tm_hparams *hp, uint64_t seed
     return 0;
 }
 
+int tm_model_pad_ff(const struct tm_model *src, int32_t n_ff, uint64_t seed, struct tm_model *dst) {
+    const int64_t E = src->hp.n_embd, F = src->hp.n_ff;
+    if (n_ff < F) return -1;
+    struct tm_hparams hp = src->hp;
+    hp.n_ff = n_ff;
+    if (tm_model_init(dst, &hp, seed) != 0) return -1;
+    for (int i = 0; i < src->n_params; i++) {
+        const struct ggml_tensor *a = src->params[i];
+        struct ggml_tensor *b = dst->params[i];
+        if (ggml_nelements(a) == ggml_nelements(b)) {
+            memcpy(b->data, a->data, ggml_nbytes(a));
+        } else if (a->ne[0] == E) { /* ffn_gate, ffn_up [E, F]: unit j is row j */
+            memcpy(b->data, a->data, ggml_nbytes(a));
+        } else { /* ffn_down [F, E]: row e holds the weights of every unit for output e */
+            const float *x = a->data;
+            float *y = b->data;
+            for (int64_t e = 0; e < E; e++) {
+                memcpy(y + e * n_ff, x + e * F, (size_t)F * sizeof *x);
+                memset(y + e * n_ff + F, 0, (size_t)(n_ff - F) * sizeof *y);
+            }
+        }
+    }
+    return 0;
+}
+
 void tm_model_free(struct tm_model *m) {
     if (!m) return;
     if (m->buf) ggml_backend_buffer_free(m->buf);

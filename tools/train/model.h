@@ -84,6 +84,12 @@ int tm_forward_seq(const struct tm_model *m, const int32_t *tok, int n, int n_th
 /* Loads a model written by tm_model_save (hyperparameters and weights). Returns 0 or -1. */
 int tm_model_load(struct tm_model *m, const char *path, char *err, size_t errlen);
 
+/* dst = src with n_ff feed-forward units per layer (n_ff >= src's): the first units are src's,
+ * the added ones have random gate/up rows and zero down columns, so they add nothing to the
+ * residual stream: the same function (up to float summation order) at the weight traffic of a
+ * larger model. Returns 0 or -1. */
+int tm_model_pad_ff(const struct tm_model *src, int32_t n_ff, uint64_t seed, struct tm_model *dst);
+
 /* Writes a llama-arch GGUF with this vocabulary (task.h) and chat template; atomically (tmp +
  * rename). Returns 0 or -1 (message in err). */
 int tm_model_save(const struct tm_model *m, const char *path, const char *name, char *err, size_t errlen);

@@ -187,6 +187,17 @@ int tk_step_text(const struct tk_problem *p, int32_t k, char *buf, size_t size) 
     return fmt_boxed(p, tk_answer(p), buf, size);
 }
 
+int tk_step_near_miss(const struct tk_problem *p, int32_t k, uint64_t *rng, char *buf, size_t size) {
+    int64_t lim = pow10i(p->width);
+    bool last = k == p->n_terms - 1;
+    int64_t v = last ? tk_answer(p) : tk_total(p, k);
+    int64_t w = v + (tk_rand_below(rng, 2) ? 1 : -1);
+    if (w < 0 || (!last && w >= lim)) w = v == 0 ? 1 : v - 1;
+    if (last) return fmt_boxed(p, w, buf, size);
+    int64_t a = k == 0 ? p->term[0] : tk_total(p, k - 1);
+    return fmt_add(p, k, a, p->term[k + 1], w, buf, size);
+}
+
 /* v with one digit (position pos from the right, 0-based) replaced by a different digit. */
 static int64_t change_digit(int64_t v, int pos, uint64_t *rng) {
     int64_t m = pow10i(pos);

@@ -112,6 +112,9 @@ int tk_step_text(const struct tk_problem *p, int32_t k, char *buf, size_t size);
 /* A wrong version of step k (different text, same format family): off-by-one digit, wrong carry,
  * miscopied operand or previous total, premature or wrong \boxed. Never equals the right step. */
 int tk_step_corrupt(const struct tk_problem *p, int32_t k, uint64_t *rng, char *buf, size_t size);
+/* A near miss of step k: its result (the sum, or the boxed answer) off by one in the last digit,
+ * the small model's most common real mistake and the hardest one to see. */
+int tk_step_near_miss(const struct tk_problem *p, int32_t k, uint64_t *rng, char *buf, size_t size);
 /* Parses "0357+0067+0890+0012" back into a problem (for evaluation); false if malformed. */
 bool tk_problem_parse(const char *text, struct tk_problem *out);
 /* The integer inside the last "\boxed{...}" of text; false if none or not a number. */
