@@ -60,7 +60,7 @@ static struct cli C;
 static const struct opt OPTS[] = {
     {"small", 0, OPT_STR, &C.small_path, 0, 0, "small (draft) model GGUF"},
     {"base", 0, OPT_STR, &C.base_path, 0, 0, "base (judge) model GGUF"},
-    {"data", 'd', OPT_STR, &C.data, 0, 0, "problem set: math JSONL (shared/data) or GPQA CSV/JSONL"},
+    {"data", 'd', OPT_STR, &C.data, 0, 0, "problem set: math JSONL (data/math500.jsonl, data/aime2024.jsonl) or GPQA CSV/JSONL"},
     {"kind", 0, OPT_STR, &C.kind, 0, 0, "math | gpqa | auto: how to read --data (default auto)"},
     {"modes", 'm', OPT_STR, &C.modes, 0, 0,
      "comma list of base, small, spec, spec+decode, base+decode (default base,small,spec)"},

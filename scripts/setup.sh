@@ -9,7 +9,7 @@
 #   LLAMA_CPP_SRC      an existing checkout of the pinned commit (used instead of the npm bundle)
 #   SPECREASON_CACHE   cache root (default: $XDG_CACHE_HOME/specreason or ~/.cache/specreason)
 #   SR_CUDA=1          build llama.cpp with GGML_CUDA=ON
-#   SR_RPC=1           build llama.cpp with GGML_RPC=ON
+#   SR_RPC=0           build llama.cpp without GGML_RPC (default ON: ggml-rpc-server + RPC devices)
 #   SR_NATIVE=0        build with GGML_NATIVE=OFF (portable binaries)
 #   SR_JOBS=N          parallel build jobs (default: nproc)
 #   SR_NO_APT=1        never call apt-get (fail instead if something is missing)
@@ -23,7 +23,7 @@ die()  { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 
 CACHE=${SPECREASON_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/specreason}
 JOBS=${SR_JOBS:-$(nproc 2>/dev/null || echo 2)}
-CUDA=${SR_CUDA:-0}; RPC=${SR_RPC:-0}; NATIVE=${SR_NATIVE:-1}
+CUDA=${SR_CUDA:-0}; RPC=${SR_RPC:-1}; NATIVE=${SR_NATIVE:-1}
 
 # ---------------------------------------------------------------- system packages
 need_pkgs=()
@@ -38,6 +38,11 @@ have npm   || need_pkgs+=(npm)
 have tar   || need_pkgs+=(tar)
 have curl  || need_pkgs+=(curl)          # used by the server tests as a real HTTP client
 have python3 || need_pkgs+=(python3)     # used by tests to parse JSON/SVG output
+# Libraries of the server and the remote backend (headers + pkg-config files), by Debian package name.
+have_deb() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+for p in pkg-config libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev; do
+    have_deb "$p" || need_pkgs+=("$p")
+done
 if ! echo 'int main(void){return 0;}' | cc -x c - -fopenmp -o /dev/null >/dev/null 2>&1; then
     need_pkgs+=(libgomp1)
 fi

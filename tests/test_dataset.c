@@ -1,5 +1,5 @@
 /*
- * test_dataset.c: unit tests for src/dataset.c: the shared math sets, GPQA as CSV (quoted fields,
+ * test_dataset.c: unit tests for src/eval/dataset.c: the shared math sets, GPQA as CSV (quoted fields,
  * embedded newlines, doubled quotes, CRLF) and JSONL written into a scratch directory (argv[1],
  * the build directory under CTest), the per-problem shuffle, and error messages.
  */

@@ -1,6 +1,6 @@
 /*
- * test_grade.c: unit tests for src/grade.c (answer extraction, normalisation, equivalence,
- * multiple choice) plus the ground-truth check over shared/data: for every MATH-500 record the
+ * test_grade.c: unit tests for src/eval/grade.c (answer extraction, normalisation, equivalence,
+ * multiple choice) plus the ground-truth check over data/: for every MATH-500 record the
  * answer extracted from the reference solution must grade equal to the reference answer.
  */
 #include <stdio.h>
@@ -272,7 +272,7 @@ static void test_choice(void) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Ground truth over shared/data                                                              */
+/* Ground truth over data/                                                                    */
 
 static char *read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");

@@ -1,5 +1,5 @@
 /*
- * test_json.c: unit tests for src/json.c: valid and invalid documents, escapes and surrogate
+ * test_json.c: unit tests for src/core/json.c: valid and invalid documents, escapes and surrogate
  * pairs, error positions, nesting limit, numbers, typed lookups.
  */
 #include <math.h>

@@ -4,7 +4,7 @@
  *      tokens (the engine reads judge scores from them);
  *   2. our tokenizer gives llama_tokenize's ids on every kind of text we train on;
  *   3. the chat template renders exactly the prefix and judge suffix we train on, cut the way
- *      src/prompt.c cuts it;
+ *      src/core/prompt.c cuts it;
  *   4. llama.cpp's logits for a whole judge sequence equal the training graph's within 1e-3
  *      (F32 KV cache, as in training; the default F16 cache is reported, looser).
  * Usage: test_train_model WORKDIR
@@ -82,7 +82,7 @@ static void check_tokenizer(const struct llama_vocab *v) {
     }
 }
 
-/* The engine's cut (src/prompt.c): render with sentinels, take the text around them. */
+/* The engine's cut (src/core/prompt.c): render with sentinels, take the text around them. */
 static void check_template(const struct llama_model *model) {
     const char *tmpl = llama_model_chat_template(model, NULL);
     CHECK(tmpl != NULL);

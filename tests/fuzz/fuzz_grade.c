@@ -1,5 +1,5 @@
 /*
- * fuzz_grade.c: libFuzzer target for src/grade.c. The input is one model output for extraction
+ * fuzz_grade.c: libFuzzer target for src/eval/grade.c. The input is one model output for extraction
  * and choice; split at its first NUL (else in the middle) it is also a pair of answers for
  * normalisation and comparison, checking that equality is reflexive and symmetric.
  */

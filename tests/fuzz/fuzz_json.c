@@ -1,5 +1,5 @@
 /*
- * fuzz_json.c: libFuzzer target for src/json.c: parse, walk every node through the typed
+ * fuzz_json.c: libFuzzer target for src/core/json.c: parse, walk every node through the typed
  * accessors, free. A failed parse must leave an error message.
  */
 #include <stdint.h>

@@ -2,7 +2,7 @@
  * dataset.h: benchmark problem sets for the CLI and benchmarks (internal).
  *
  * Formats:
- *   - math JSON Lines as in shared/data (math500.jsonl, aime2024.jsonl): "id" (string or
+ *   - math JSON Lines as in data/ (math500.jsonl, aime2024.jsonl): "id" (string or
  *     integer), "problem", "answer" (string or number); "unique_id"/"question" are accepted too;
  *   - GPQA in its published layouts, supplied by the user: JSON Lines (or one JSON array) or CSV
  *     (RFC 4180: quoted fields, embedded newlines, doubled quotes) with the columns "Question",
