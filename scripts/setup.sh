@@ -94,7 +94,13 @@ fi
 [ -f "$SRC/models/ggml-vocab-qwen2.gguf" ] || die "$SRC/models/ggml-vocab-qwen2.gguf is missing"
 
 # ---------------------------------------------------------------- build (keyed by commit + options)
-KEY="${LLAMA_COMMIT:0:12}-native${NATIVE}-cuda${CUDA}-rpc${RPC}"
+# AMX off: the pinned ggml's AMX matrix kernels crash on Sapphire Rapids-class CPUs
+# (ggml_backend_amx_mul_mat segfaults on Q8_0 weights; llama.cpp issue 20824, closed unfixed).
+# With GGML_NATIVE=ON, -march=native would turn them on wherever the CPU has AMX; explicit
+# -mno-amx-* flags win over -march in GCC and clang, so the build is the same on every x86 host.
+AMX_FLAGS=""
+case "$(uname -m)" in x86_64|amd64) AMX_FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" ;; esac
+KEY="${LLAMA_COMMIT:0:12}-native${NATIVE}-cuda${CUDA}-rpc${RPC}-amx0"
 PREFIX="$CACHE/llama.cpp-$KEY"
 STAMP="$PREFIX/.specreason-complete"
 if [ -f "$STAMP" ]; then
@@ -109,6 +115,7 @@ else
           -DGGML_CUDA=$([ "$CUDA" = 1 ] && echo ON || echo OFF)
           -DGGML_RPC=$([ "$RPC" = 1 ] && echo ON || echo OFF)
           -DCMAKE_POSITION_INDEPENDENT_CODE=ON
+          "-DCMAKE_C_FLAGS=$AMX_FLAGS" "-DCMAKE_CXX_FLAGS=$AMX_FLAGS"
           "-DCMAKE_INSTALL_PREFIX=$PREFIX")
     gen=(); have ninja && gen=(-G Ninja)
     targets=(llama llama-server llama-speculative-simple)
