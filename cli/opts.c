@@ -97,3 +97,72 @@ int opt_pick(const char *prog, const char *val, const char *what, const char *co
         if (strcmp(val, names[i]) == 0) { *out = i; return 0; }
     return opt_bad(prog, "unknown %s '%s'", what, val);
 }
+
+/* ---- shared options -------------------------------------------------------------------------- */
+
+void common_opts_init(struct common_opts *o) {
+    struct sr_run_params rp = sr_run_default_params();
+    memset(o, 0, sizeof *o);
+    o->first_n = rp.first_n_base;
+    o->max_step = rp.max_step_tokens;
+    o->budget = rp.token_budget;
+    o->max_answer = rp.max_answer_tokens;
+    o->draft_max = rp.draft_max;
+    o->draft_min = rp.draft_min;
+    o->draft_p_min = rp.draft_p_min;
+    o->small_temp = o->base_temp = o->small_top_p = o->base_top_p = NAN;
+    o->small_ctx = o->base_ctx = -1;
+    o->small_ngl = o->base_ngl = -2;
+}
+
+void common_opts_on_set(struct common_opts *o, const struct opt *given) {
+    if (given->dst == &o->temp) o->set_temp = true;
+    if (given->dst == &o->top_p) o->set_top_p = true;
+}
+
+int common_opts_run_params(const char *prog, const struct common_opts *o, struct sr_run_params *rp) {
+    int v = 0, rc;
+    if (o->score) {
+        static const char *const m[] = {"greedy", "average"};
+        if ((rc = opt_pick(prog, o->score, "score method", m, 2, &v))) return rc;
+        rp->score_method = (enum sr_score_method)v;
+    }
+    if (o->answer_by) {
+        static const char *const m[] = {"base", "loop"};
+        if ((rc = opt_pick(prog, o->answer_by, "answer writer", m, 2, &v))) return rc;
+        rp->answer_by = (enum sr_answer_by)v;
+    }
+    rp->judge_prompt = o->judge_prompt;
+    rp->judge_prefill = o->judge_prefill;
+    rp->first_n_base = (int32_t)o->first_n;
+    rp->max_step_tokens = (int32_t)o->max_step;
+    rp->token_budget = (int32_t)o->budget;
+    rp->max_answer_tokens = (int32_t)o->max_answer;
+    rp->strip_think_end = !o->no_strip;
+    rp->draft_max = (int32_t)o->draft_max;
+    rp->draft_min = (int32_t)o->draft_min;
+    rp->draft_p_min = (float)o->draft_p_min;
+    if (o->set_temp) rp->small.temperature = rp->base.temperature = (float)o->temp;
+    if (o->set_top_p) rp->small.top_p = rp->base.top_p = (float)o->top_p;
+    if (o->greedy) rp->small.temperature = rp->base.temperature = 0.0f;
+    if (!isnan(o->small_temp)) rp->small.temperature = (float)o->small_temp;
+    if (!isnan(o->base_temp)) rp->base.temperature = (float)o->base_temp;
+    if (!isnan(o->small_top_p)) rp->small.top_p = (float)o->small_top_p;
+    if (!isnan(o->base_top_p)) rp->base.top_p = (float)o->base_top_p;
+    return 0;
+}
+
+void common_opts_engine_params(const struct common_opts *o, bool need_small, bool need_base,
+                               struct sr_engine_params *ep) {
+    *ep = sr_engine_default_params();
+    if (need_small) ep->small.path = o->small_path;
+    if (need_base) ep->base.path = o->base_path;
+    ep->small.n_ctx = ep->base.n_ctx = (uint32_t)o->ctx;
+    if (o->small_ctx >= 0) ep->small.n_ctx = (uint32_t)o->small_ctx;
+    if (o->base_ctx >= 0) ep->base.n_ctx = (uint32_t)o->base_ctx;
+    ep->small.n_threads = ep->base.n_threads = (int32_t)o->threads;
+    ep->small.n_threads_batch = ep->base.n_threads_batch = (int32_t)o->threads_batch;
+    ep->small.n_gpu_layers = ep->base.n_gpu_layers = (int32_t)o->ngl;
+    if (o->small_ngl >= -1) ep->small.n_gpu_layers = (int32_t)o->small_ngl;
+    if (o->base_ngl >= -1) ep->base.n_gpu_layers = (int32_t)o->base_ngl;
+}

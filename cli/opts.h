@@ -8,7 +8,10 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
+
+#include "specreason.h"
 
 enum opt_kind { OPT_FLAG, OPT_STR, OPT_INT, OPT_U64, OPT_FLOAT };
 
@@ -31,5 +34,65 @@ int opt_parse(const char *prog, const struct opt *opts, size_t n, int argc, char
 void opt_usage(FILE *f, const struct opt *opts, size_t n, int width);
 /* Index of val in names, or 2 after printing "unknown WHAT 'val'". */
 int opt_pick(const char *prog, const char *val, const char *what, const char *const *names, int n, int *out);
+
+/* ---- options both tools share: models, steps, sampling, drafting, hardware ------------------ */
+
+struct common_opts {
+    const char *small_path, *base_path, *score, *answer_by, *judge_prompt, *judge_prefill;
+    int64_t first_n, max_step, budget, max_answer, draft_max, draft_min;
+    int64_t ctx, small_ctx, base_ctx, threads, threads_batch, ngl, small_ngl, base_ngl;
+    double temp, top_p, small_temp, small_top_p, base_temp, base_top_p, draft_p_min;
+    bool greedy, no_strip, set_temp, set_top_p;
+};
+
+/* Table rows of the shared options, for a tool's `static const struct opt OPTS[]` (O is the
+ * tool's struct common_opts). */
+#define COMMON_OPTS_MODELS(O)                                                                              \
+    {"small", 0, OPT_STR, &(O).small_path, 0, 0, "small (draft) model GGUF"},                              \
+    {"base", 0, OPT_STR, &(O).base_path, 0, 0, "base (judge) model GGUF"}
+#define COMMON_OPTS_STEPS(O)                                                                               \
+    {"score", 0, OPT_STR, &(O).score, 0, 0, "greedy | average: how the judge's score is read (default greedy)"}, \
+    {"first-n-base", 0, OPT_INT, &(O).first_n, 0, 1e9, "the first N steps are written by the base model (default 0)"}, \
+    {"max-step-tokens", 0, OPT_INT, &(O).max_step, 1, 65536, "a step ends after this many tokens (default 512)"}, \
+    {"budget", 'n', OPT_INT, &(O).budget, 1, 16777216, "token budget: adopted step tokens (default 8192)"},      \
+    {"max-answer-tokens", 0, OPT_INT, &(O).max_answer, 0, 16777216, "cap on the answer after </think> (default 1024)"}
+#define COMMON_OPTS_SAMPLING(O)                                                                            \
+    {"temp", 0, OPT_FLOAT, &(O).temp, 0, 100, "temperature of both models (default 0.6; 0 = greedy)"},      \
+    {"top-p", 0, OPT_FLOAT, &(O).top_p, 1e-9, 1, "top-p of both models (default 0.95)"},                    \
+    {"small-temp", 0, OPT_FLOAT, &(O).small_temp, 0, 100, "temperature of the small model"},                \
+    {"small-top-p", 0, OPT_FLOAT, &(O).small_top_p, 1e-9, 1, "top-p of the small model"},                   \
+    {"base-temp", 0, OPT_FLOAT, &(O).base_temp, 0, 100, "temperature of the base model"},                   \
+    {"base-top-p", 0, OPT_FLOAT, &(O).base_top_p, 1e-9, 1, "top-p of the base model"},                      \
+    {"greedy", 0, OPT_FLAG, &(O).greedy, 0, 0, "greedy decoding for both models (same as --temp 0)"}
+#define COMMON_OPTS_THINKING(O)                                                                            \
+    {"answer-by", 0, OPT_STR, &(O).answer_by, 0, 0, "base | loop: who writes the answer after </think> (default base)"}, \
+    {"no-strip-think-end", 0, OPT_FLAG, &(O).no_strip, 0, 0, "let a step without an answer marker end the thinking"}
+#define COMMON_OPTS_JUDGE(O)                                                                               \
+    {"judge-prompt", 0, OPT_STR, &(O).judge_prompt, 0, 0, "custom judge instruction (user turn)"},          \
+    {"judge-prefill", 0, OPT_STR, &(O).judge_prefill, 0, 0, "custom judge assistant prefill"}
+#define COMMON_OPTS_DRAFT(O, WHERE)                                                                        \
+    {"draft-max", 0, OPT_INT, &(O).draft_max, 1, 64, WHERE "tokens drafted per verification (default 8)"},   \
+    {"draft-min", 0, OPT_INT, &(O).draft_min, 0, 64, WHERE "drafts shorter than this are not verified (default 0)"}, \
+    {"draft-p-min", 0, OPT_FLOAT, &(O).draft_p_min, 0, 1, WHERE "stop drafting below this draft probability (default 0.5)"}
+#define COMMON_OPTS_HARDWARE(O)                                                                            \
+    {"ctx", 'c', OPT_INT, &(O).ctx, 0, 16777216, "context tokens per model (default: min(16384, training context))"}, \
+    {"small-ctx", 0, OPT_INT, &(O).small_ctx, 0, 16777216, "context tokens of the small model"},             \
+    {"base-ctx", 0, OPT_INT, &(O).base_ctx, 0, 16777216, "context tokens of the base model"},                \
+    {"threads", 0, OPT_INT, &(O).threads, 0, 512, "CPU threads (default: all cores)"},                       \
+    {"threads-batch", 0, OPT_INT, &(O).threads_batch, 0, 512, "CPU threads for prefill and judging (default: --threads)"}, \
+    {"ngl", 0, OPT_INT, &(O).ngl, -1, 1e6, "layers on the GPU for both models (-1 = all, default 0)"},        \
+    {"small-ngl", 0, OPT_INT, &(O).small_ngl, -1, 1e6, "GPU layers of the small model"},                     \
+    {"base-ngl", 0, OPT_INT, &(O).base_ngl, -1, 1e6, "GPU layers of the base model"}
+
+/* Defaults (those of sr_run_default_params; "not given" for the per-model overrides). */
+void common_opts_init(struct common_opts *o);
+/* Call from the tool's on_set: notes which of the both-model options were given. */
+void common_opts_on_set(struct common_opts *o, const struct opt *given);
+/* Resolves the shared options into rp (per-model values override both-model ones; --greedy
+ * overrides temperatures). Returns 0, or 2 after printing a usage error. */
+int common_opts_run_params(const char *prog, const struct common_opts *o, struct sr_run_params *rp);
+/* The engine parameters; a model path is set only when that model is needed. */
+void common_opts_engine_params(const struct common_opts *o, bool need_small, bool need_base,
+                               struct sr_engine_params *ep);
 
 #endif

@@ -1,4 +1,4 @@
-# eval.cmake: tests of specreason-eval (cli/eval.c), driven by tests/test_eval.py (python3, standard
+# eval.cmake: tests of specreason-eval (cli/eval/), driven by tests/test_eval.py (python3, standard
 # library only). Parts: e2e (3 MATH-500 problems x base/small/spec t=3,7 on the biased generated
 # models: outputs, resume, cut-line recovery), gpqa (choice shuffling on a 2-problem CSV),
 # report (statistics on crafted records, no model) and bad (bad input, no model).

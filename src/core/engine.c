@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "result_json.h"
 
 struct sr_engine {
     struct sr_llama_model *small;
@@ -135,7 +136,6 @@ static void kv_str(struct sr_buf *b, const char *k, const char *v, bool *first) 
     else sr_buf_puts(b, "null");
 }
 
-void sr_stats_to_json(struct sr_buf *b, const struct sr_stats *S);
 void sr_stats_to_json(struct sr_buf *b, const struct sr_stats *S) {
     bool f = true;
     sr_buf_puts(b, "{");

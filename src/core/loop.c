@@ -1,18 +1,26 @@
 /*
  * loop.c: the SpecReason step loop, independent of where the models run.
  *
- * Per step (reference: spec_reason.py, see shared/docs/SPECREASON-REFERENCE.md section 1):
- *   1. the small model writes a step up to the delimiter "\n\n" or max_step_tokens;
- *   2. the base model prefills the step plus the judge suffix and reads a 0-9 score;
- *   3. score >= threshold: the step is adopted; otherwise both models roll back and the base
- *      model writes the step from the same context, and the small model appends it.
- * The first N steps, and every step in mode base, are written by the base model directly; in
- * mode small the small model writes every step and nothing is judged.
- * Stop rules: a step containing "boxed"/"Answer:"/"ANSWER:", the same step twice in a row (with
- * more than two steps), or adopted step tokens reaching the budget. A step with "</think>" but no
- * answer marker has "</think>" removed (reference behaviour, so thinking goes on); a step where
- * thinking really ends is cut after "</think>" and the answer is written by the base model
- * (SR_ANSWER_BASE) or by the loop itself (SR_ANSWER_LOOP, the reference's way).
+ * The algorithm (reference: spec_reason.py; SPECREASON-REFERENCE.md section 1), one function per
+ * stage:
+ *   sr_loop_run      check_run -> prefill_prompts -> step_loop -> [answer_phase] -> finish_text,
+ *                    finish_stats
+ *   do_step          speculate(idx)?  draft -> judge -> adopt_draft | rewrite_rejected
+ *                                  :  write_direct
+ *                    then think_end -> record_step
+ *   draft            the small model writes a step up to the delimiter "\n\n" or max_step_tokens;
+ *   judge            the base model prefills the step plus the judge suffix and reads a 0-9 score;
+ *   adopt_draft      score >= threshold: the step is adopted (both models already hold it);
+ *   rewrite_rejected otherwise both models roll back, the base model writes the step from the same
+ *                    context (base_write) and the small model adopts it (small_adopts_base_step);
+ *   write_direct     the first N steps and every step in mode base are written by the base model
+ *                    directly; in mode small the small model writes every step, nothing is judged.
+ * Stop rules (step_loop): a step containing "boxed"/"Answer:"/"ANSWER:", the same step twice in a
+ * row (with more than two steps), or adopted step tokens reaching the budget. think_end: a step
+ * with "</think>" but no answer marker has "</think>" removed (reference behaviour, so thinking
+ * goes on); a step where thinking really ends is cut after "</think>" and the answer is written by
+ * the base model (SR_ANSWER_BASE, answer_phase) or by the loop itself (SR_ANSWER_LOOP, the
+ * reference's way).
  *
  * Invariant: after each adopted step both models' contexts hold exactly
  *   prefix + step_1 + delim + ... + step_k + delim
@@ -101,22 +109,25 @@ struct run {
     bool cancelled;
     struct sr_lm *drafter; /* token-level drafts for the base model (spec_decode), or NULL */
     struct sr_sd_stats sd;
+    int64_t t_start_us;
+    int64_t b0_small, b0_base, d0_small, d0_base; /* backend time and decode counters at the start */
 };
 
-/* The base model writes (a step, or the answer when delim is NULL). With a drafter, the small
- * model proposes tokens; it must hold the adopted text on entry (its context is rolled back to
- * `draft_mark` afterwards, and the caller appends what was written). */
-static enum sr_status base_write(struct run *r, const char *delim, int32_t max_tokens, int64_t draft_mark,
-                                 struct sr_gen_out *g) {
-    struct sr_lm *b = r->base;
-    if (!r->drafter) return b->ops->generate(b, delim, max_tokens, g);
-    struct sr_sd_params sd = {r->p->draft_max, r->p->draft_min, r->p->draft_p_min};
-    enum sr_status st = b->ops->generate_spec(b, r->drafter, delim, max_tokens, &sd, g, &r->sd);
-    if (st != SR_OK) return st;
-    st = r->drafter->ops->rollback(r->drafter, draft_mark);
-    if (st != SR_OK) return sr_lm_fail(b, st, "draft model rollback: %s", r->drafter->errmsg);
-    return SR_OK;
-}
+/* What one step produces, filled in stage by stage. */
+struct step {
+    int32_t idx;
+    int64_t ms0, mb0;    /* small and base marks before the step (-1 = model not in the run) */
+    struct sr_gen_out d; /* the small model's draft */
+    struct sr_gen_out g; /* the adopted text */
+    enum sr_author author;
+    float score, draft_score;
+    double t_draft, t_judge, t_base, t_sync;
+    int32_t n_tok;       /* tokens of the adopted text in its author's tokenizer */
+    int32_t n_draft;     /* tokens of the small draft (0 if none) */
+    bool keep_draft;     /* the rejected draft is kept in the step record */
+    const char *tail;    /* what follows the step in the result text (the delimiter) */
+    size_t tlen;
+};
 
 static enum sr_status fail(struct run *r, struct sr_lm *lm, enum sr_status st, const char *what) {
     snprintf(r->errbuf, r->errlen, "%s%s%s", what, lm ? ": " : "", lm ? lm->errmsg : "");
@@ -191,200 +202,249 @@ static void remove_all(struct sr_buf *b, const char *needle) {
     if (b->data) b->data[w] = '\0';
 }
 
-/* One step. Sets *think_ended when thinking ended inside it (SR_ANSWER_BASE). */
-static enum sr_status do_step(struct run *r, int32_t idx, bool *think_ended, bool *stop_marker,
-                              struct sr_step **out_step) {
+/* ---- the stages of one step ------------------------------------------------------------------ */
+
+/* The base model writes (a step, or the answer when delim is NULL). With a drafter, the small
+ * model proposes tokens; it must hold the adopted text on entry (its context is rolled back to
+ * `draft_mark` afterwards, and the caller appends what was written). */
+static enum sr_status base_write(struct run *r, const char *delim, int32_t max_tokens, int64_t draft_mark,
+                                 struct sr_gen_out *g) {
+    struct sr_lm *b = r->base;
+    if (!r->drafter) return b->ops->generate(b, delim, max_tokens, g);
+    struct sr_sd_params sd = {r->p->draft_max, r->p->draft_min, r->p->draft_p_min};
+    enum sr_status st = b->ops->generate_spec(b, r->drafter, delim, max_tokens, &sd, g, &r->sd);
+    if (st != SR_OK) return st;
+    st = r->drafter->ops->rollback(r->drafter, draft_mark);
+    if (st != SR_OK) return sr_lm_fail(b, st, "draft model rollback: %s", r->drafter->errmsg);
+    return SR_OK;
+}
+
+/* Whether step idx is speculated (small drafts, base judges) rather than written directly. */
+static bool speculate(const struct run *r, int32_t idx) {
+    return r->p->mode == SR_MODE_SPEC && idx >= r->p->first_n_base;
+}
+
+/* Draft: the small model writes a candidate step. */
+static enum sr_status draft(struct run *r, struct step *w) {
+    int64_t t0 = sr_time_us();
+    enum sr_status st = r->small->ops->generate(r->small, r->delim, r->p->max_step_tokens, &w->d);
+    w->t_draft = ms_since(t0);
+    if (st != SR_OK) return fail(r, r->small, st, "small model drafting");
+    w->n_draft = w->d.n_tokens;
+    struct sr_event ev = {.type = SR_EVENT_STEP_DRAFTED, .step = w->idx, .text = w->d.text.data ? w->d.text.data : "",
+                          .len = w->d.text.len, .author = SR_AUTHOR_SMALL, .score = -1, .n_tokens = w->d.n_tokens,
+                          .t_ms = w->t_draft};
+    emit(r, &ev);
+    return SR_OK;
+}
+
+/* Judge: the base model prefills candidate + delimiter + judge suffix in one pass and reads a
+ * score; *accepted = score >= threshold. */
+static enum sr_status judge(struct run *r, struct step *w, bool *accepted) {
     const struct sr_run_params *p = r->p;
     struct sr_stats *S = &r->res->stats;
-    struct sr_lm *writer_only = p->mode == SR_MODE_SMALL ? r->small : p->mode == SR_MODE_BASE ? r->base : NULL;
-    int64_t ms0 = r->small ? r->small->ops->mark(r->small) : -1;
-    int64_t mb0 = r->base ? r->base->ops->mark(r->base) : -1;
-    struct sr_gen_out g = {0};
-    struct sr_gen_out d = {0};
-    enum sr_author author;
-    float score = -1.0f, draft_score = -1.0f;
-    double t_draft = 0, t_judge = 0, t_base = 0, t_sync = 0;
-    int32_t n_tok = 0, n_draft = 0;
-    struct sr_lm *gen_lm; /* the model whose generation is adopted */
-    enum sr_status st = SR_OK;
-    bool keep_draft = false;
+    struct sr_buf cand = {0};
+    sr_buf_append(&cand, w->d.text.data ? w->d.text.data : "", w->d.text.len);
+    sr_buf_append(&cand, r->delim, r->dlen);
+    if (cand.oom) { sr_buf_free(&cand); return fail(r, NULL, SR_ERR_NOMEM, "out of memory"); }
+    struct sr_judge_out j;
+    int64_t t0 = sr_time_us();
+    enum sr_status st = r->base->ops->judge(r->base, cand.data, cand.len, r->suffix.data, r->suffix.len, &j);
+    w->t_judge = ms_since(t0);
+    sr_buf_free(&cand);
+    if (st != SR_OK) return fail(r, r->base, st, "base model judging");
+    w->score = judge_score(p, &j);
+    *accepted = w->score >= p->threshold;
+    S->n_judged++;
+    S->n_judge_tokens += j.n_cand_tokens + j.n_suffix_tokens;
+    int hb = (int)floorf(w->score);
+    S->score_hist[hb < 0 ? 0 : hb > 9 ? 9 : hb]++;
+    struct sr_event ev = {.type = SR_EVENT_STEP_SCORED, .step = w->idx, .text = w->d.text.data ? w->d.text.data : "",
+                          .len = w->d.text.len, .author = SR_AUTHOR_SMALL, .score = w->score, .accepted = *accepted,
+                          .n_tokens = w->d.n_tokens, .t_ms = w->t_judge};
+    emit(r, &ev);
+    return SR_OK;
+}
 
-    if (p->mode == SR_MODE_SPEC && idx >= p->first_n_base) {
-        int64_t t0 = sr_time_us();
-        st = r->small->ops->generate(r->small, r->delim, p->max_step_tokens, &d);
-        t_draft = ms_since(t0);
-        if (st != SR_OK) { st = fail(r, r->small, st, "small model drafting"); goto out; }
-        n_draft = d.n_tokens;
-        struct sr_event ev = {.type = SR_EVENT_STEP_DRAFTED, .step = idx, .text = d.text.data ? d.text.data : "",
-                              .len = d.text.len, .author = SR_AUTHOR_SMALL, .score = -1, .n_tokens = d.n_tokens,
-                              .t_ms = t_draft};
-        emit(r, &ev);
-        /* Judge: candidate + delimiter + suffix in one prefill. */
-        struct sr_buf cand = {0};
-        sr_buf_append(&cand, d.text.data ? d.text.data : "", d.text.len);
-        sr_buf_append(&cand, r->delim, r->dlen);
-        if (cand.oom) { sr_buf_free(&cand); st = fail(r, NULL, SR_ERR_NOMEM, "out of memory"); goto out; }
-        struct sr_judge_out j;
-        t0 = sr_time_us();
-        st = r->base->ops->judge(r->base, cand.data, cand.len, r->suffix.data, r->suffix.len, &j);
-        t_judge = ms_since(t0);
-        sr_buf_free(&cand);
-        if (st != SR_OK) { st = fail(r, r->base, st, "base model judging"); goto out; }
-        score = judge_score(p, &j);
-        bool accepted = score >= p->threshold;
-        S->n_judged++;
-        S->n_judge_tokens += j.n_cand_tokens + j.n_suffix_tokens;
-        int hb = (int)floorf(score);
-        S->score_hist[hb < 0 ? 0 : hb > 9 ? 9 : hb]++;
-        struct sr_event ev2 = {.type = SR_EVENT_STEP_SCORED, .step = idx, .text = ev.text, .len = ev.len,
-                               .author = SR_AUTHOR_SMALL, .score = score, .accepted = accepted,
-                               .n_tokens = d.n_tokens, .t_ms = t_judge};
-        emit(r, &ev2);
-        if (accepted) {
-            author = SR_AUTHOR_SMALL;
-            gen_lm = r->small;
-            n_tok = d.n_tokens;
-            g = d;
-            memset(&d, 0, sizeof d);
-        } else {
-            draft_score = score;
-            score = -1.0f;
-            S->n_rejected_tokens += d.n_tokens;
-            keep_draft = true;
-            t0 = sr_time_us();
-            st = r->base->ops->rollback(r->base, mb0);
-            if (st != SR_OK) { st = fail(r, r->base, st, "base model rollback"); goto out; }
-            st = r->small->ops->rollback(r->small, ms0);
-            if (st != SR_OK) { st = fail(r, r->small, st, "small model rollback"); goto out; }
-            t_sync += ms_since(t0);
-            t0 = sr_time_us();
-            st = base_write(r, r->delim, p->max_step_tokens, ms0, &g);
-            t_base = ms_since(t0);
-            if (st != SR_OK) { st = fail(r, r->base, st, "base model writing"); goto out; }
-            author = SR_AUTHOR_BASE_REJECT;
-            gen_lm = r->base;
-            n_tok = g.n_tokens;
-            t0 = sr_time_us();
-            {
-                struct sr_buf b = {0};
-                sr_buf_append(&b, g.text.data ? g.text.data : "", g.text.len);
-                sr_buf_append(&b, r->delim, r->dlen);
-                int32_t ns = 0;
-                st = b.oom ? SR_ERR_NOMEM : r->small->ops->append(r->small, b.data, b.len, &ns);
-                S->n_sync_tokens += ns;
-                sr_buf_free(&b);
-            }
-            t_sync += ms_since(t0);
-            if (st != SR_OK) { st = fail(r, r->small, st, "small model adopting the base step"); goto out; }
-        }
+/* Adopt: an accepted draft becomes the step (both models already hold it). */
+static void adopt_draft(struct step *w) {
+    w->author = SR_AUTHOR_SMALL;
+    w->n_tok = w->d.n_tokens;
+    w->g = w->d;
+    memset(&w->d, 0, sizeof w->d);
+}
+
+/* The small model adopts a step the base model wrote: it appends the step and the delimiter. */
+static enum sr_status small_adopts_base_step(struct run *r, struct step *w) {
+    int64_t t0 = sr_time_us();
+    struct sr_buf b = {0};
+    sr_buf_append(&b, w->g.text.data ? w->g.text.data : "", w->g.text.len);
+    sr_buf_append(&b, r->delim, r->dlen);
+    int32_t ns = 0;
+    enum sr_status st = b.oom ? SR_ERR_NOMEM : r->small->ops->append(r->small, b.data, b.len, &ns);
+    r->res->stats.n_sync_tokens += ns;
+    sr_buf_free(&b);
+    w->t_sync += ms_since(t0);
+    if (st != SR_OK) return fail(r, r->small, st, "small model adopting the base step");
+    return SR_OK;
+}
+
+/* Rewrite: a rejected draft is dropped by both models and the base model writes the step from
+ * the same context. */
+static enum sr_status rewrite_rejected(struct run *r, struct step *w) {
+    w->draft_score = w->score;
+    w->score = -1.0f;
+    r->res->stats.n_rejected_tokens += w->d.n_tokens;
+    w->keep_draft = true;
+    int64_t t0 = sr_time_us();
+    enum sr_status st = r->base->ops->rollback(r->base, w->mb0);
+    if (st != SR_OK) return fail(r, r->base, st, "base model rollback");
+    st = r->small->ops->rollback(r->small, w->ms0);
+    if (st != SR_OK) return fail(r, r->small, st, "small model rollback");
+    w->t_sync += ms_since(t0);
+    t0 = sr_time_us();
+    st = base_write(r, r->delim, r->p->max_step_tokens, w->ms0, &w->g);
+    w->t_base = ms_since(t0);
+    if (st != SR_OK) return fail(r, r->base, st, "base model writing");
+    w->author = SR_AUTHOR_BASE_REJECT;
+    w->n_tok = w->g.n_tokens;
+    return small_adopts_base_step(r, w);
+}
+
+/* Write: a step without speculation (mode base or small, or one of the first N steps). */
+static enum sr_status write_direct(struct run *r, struct step *w) {
+    const struct sr_run_params *p = r->p;
+    struct sr_lm *writer = p->mode == SR_MODE_SMALL ? r->small : r->base;
+    int64_t t0 = sr_time_us();
+    enum sr_status st = writer == r->base ? base_write(r, r->delim, p->max_step_tokens, w->ms0, &w->g)
+                                          : writer->ops->generate(writer, r->delim, p->max_step_tokens, &w->g);
+    double t = ms_since(t0);
+    if (st != SR_OK) return fail(r, writer, st, "writing a step");
+    w->n_tok = w->g.n_tokens;
+    if (p->mode == SR_MODE_SMALL) {
+        w->author = SR_AUTHOR_SMALL_ONLY;
+        w->t_draft = t;
     } else {
-        /* Written directly: mode base/small, or one of the first N steps. */
-        gen_lm = writer_only ? writer_only : r->base;
-        int64_t t0 = sr_time_us();
-        if (gen_lm == r->base) st = base_write(r, r->delim, p->max_step_tokens, ms0, &g);
-        else st = gen_lm->ops->generate(gen_lm, r->delim, p->max_step_tokens, &g);
-        double t = ms_since(t0);
-        if (st != SR_OK) { st = fail(r, gen_lm, st, "writing a step"); goto out; }
-        n_tok = g.n_tokens;
-        if (p->mode == SR_MODE_SMALL) {
-            author = SR_AUTHOR_SMALL_ONLY;
-            t_draft = t;
-        } else {
-            author = SR_AUTHOR_BASE_FORCED;
-            t_base = t;
-        }
-        if (p->mode != SR_MODE_SMALL && r->small) { /* the small model follows (spec, or drafter in base) */
-            t0 = sr_time_us();
-            struct sr_buf b = {0};
-            sr_buf_append(&b, g.text.data ? g.text.data : "", g.text.len);
-            sr_buf_append(&b, r->delim, r->dlen);
-            int32_t ns = 0;
-            st = b.oom ? SR_ERR_NOMEM : r->small->ops->append(r->small, b.data, b.len, &ns);
-            S->n_sync_tokens += ns;
-            sr_buf_free(&b);
-            t_sync += ms_since(t0);
-            if (st != SR_OK) { st = fail(r, r->small, st, "small model adopting the base step"); goto out; }
-        }
+        w->author = SR_AUTHOR_BASE_FORCED;
+        w->t_base = t;
     }
-    (void)gen_lm;
+    /* The small model follows (spec, or the drafter in mode base). */
+    if (p->mode != SR_MODE_SMALL && r->small) return small_adopts_base_step(r, w);
+    return SR_OK;
+}
 
-    /* </think> handling. */
-    if (!g.text.data) sr_buf_append(&g.text, "", 0);
-    if (g.text.oom) { st = fail(r, NULL, SR_ERR_NOMEM, "out of memory"); goto out; }
-    bool marker = has_marker(g.text.data);
-    const char *te = strstr(g.text.data, "</think>");
+/* </think> in the adopted step. Without an answer marker it is removed (reference behaviour, so
+ * thinking goes on); where thinking really ends the step is cut after "</think>" and the answer
+ * phase writes the rest (SR_ANSWER_BASE). Both models are rewritten to hold the adopted text. */
+static enum sr_status think_end(struct run *r, struct step *w, bool *think_ended, bool *marker) {
+    const struct sr_run_params *p = r->p;
+    if (!w->g.text.data) sr_buf_append(&w->g.text, "", 0);
+    if (w->g.text.oom) return fail(r, NULL, SR_ERR_NOMEM, "out of memory");
+    *marker = has_marker(w->g.text.data);
+    const char *te = strstr(w->g.text.data, "</think>");
     bool rewrite_needed = false;
-    const char *tail = r->delim;
-    size_t tlen = r->dlen;
-    if (te && !marker && p->strip_think_end) {
-        remove_all(&g.text, "</think>");
+    if (te && !*marker && p->strip_think_end) {
+        remove_all(&w->g.text, "</think>");
         rewrite_needed = true;
     } else if (te && p->answer_by == SR_ANSWER_BASE) {
-        size_t cut = (size_t)(te - g.text.data) + strlen("</think>");
-        g.text.len = cut;
-        g.text.data[cut] = '\0';
+        size_t cut = (size_t)(te - w->g.text.data) + strlen("</think>");
+        w->g.text.len = cut;
+        w->g.text.data[cut] = '\0';
         rewrite_needed = true;
-        tail = "";
-        tlen = 0;
+        w->tail = "";
+        w->tlen = 0;
         *think_ended = true;
-        marker = false; /* the answer phase decides how the run ends */
+        *marker = false; /* the answer phase decides how the run ends */
     }
-    if (rewrite_needed) {
-        int64_t t0 = sr_time_us();
-        int32_t nt = 0;
-        if (r->small) {
-            st = rewrite(r->small, ms0, g.text.data, g.text.len, tail, tlen, &nt);
-            if (st != SR_OK) { st = fail(r, r->small, st, "rewriting a step"); goto out; }
-            if (author == SR_AUTHOR_SMALL || author == SR_AUTHOR_SMALL_ONLY) n_tok = nt;
-        }
-        if (r->base) {
-            st = rewrite(r->base, mb0, g.text.data, g.text.len, tail, tlen, &nt);
-            if (st != SR_OK) { st = fail(r, r->base, st, "rewriting a step"); goto out; }
-            if (author == SR_AUTHOR_BASE_REJECT || author == SR_AUTHOR_BASE_FORCED) n_tok = nt;
-        }
-        t_sync += ms_since(t0);
+    if (!rewrite_needed) return SR_OK;
+    int64_t t0 = sr_time_us();
+    int32_t nt = 0;
+    enum sr_status st;
+    if (r->small) {
+        st = rewrite(r->small, w->ms0, w->g.text.data, w->g.text.len, w->tail, w->tlen, &nt);
+        if (st != SR_OK) return fail(r, r->small, st, "rewriting a step");
+        if (w->author == SR_AUTHOR_SMALL || w->author == SR_AUTHOR_SMALL_ONLY) w->n_tok = nt;
     }
-    *stop_marker = marker;
+    if (r->base) {
+        st = rewrite(r->base, w->mb0, w->g.text.data, w->g.text.len, w->tail, w->tlen, &nt);
+        if (st != SR_OK) return fail(r, r->base, st, "rewriting a step");
+        if (w->author == SR_AUTHOR_BASE_REJECT || w->author == SR_AUTHOR_BASE_FORCED) w->n_tok = nt;
+    }
+    w->t_sync += ms_since(t0);
+    return SR_OK;
+}
 
+/* Record: the step joins the result and the statistics. */
+static enum sr_status record_step(struct run *r, struct step *w, struct sr_step **out) {
+    struct sr_stats *S = &r->res->stats;
     struct sr_step *s = push_step(r);
-    if (!s) { st = fail(r, NULL, SR_ERR_NOMEM, "out of memory"); goto out; }
-    s->author = author;
-    s->score = score;
-    s->draft_score = draft_score;
-    s->n_tokens = n_tok;
-    s->n_draft_tokens = n_draft;
-    s->t_draft_ms = t_draft;
-    s->t_judge_ms = t_judge;
-    s->t_base_ms = t_base;
-    s->t_sync_ms = t_sync;
-    s->text = sr_buf_take(&g.text);
-    if (keep_draft) s->draft = sr_buf_take(&d.text);
-    if (!s->text || (keep_draft && !s->draft)) { st = fail(r, NULL, SR_ERR_NOMEM, "out of memory"); goto out; }
+    if (!s) return fail(r, NULL, SR_ERR_NOMEM, "out of memory");
+    s->author = w->author;
+    s->score = w->score;
+    s->draft_score = w->draft_score;
+    s->n_tokens = w->n_tok;
+    s->n_draft_tokens = w->n_draft;
+    s->t_draft_ms = w->t_draft;
+    s->t_judge_ms = w->t_judge;
+    s->t_base_ms = w->t_base;
+    s->t_sync_ms = w->t_sync;
+    s->text = sr_buf_take(&w->g.text);
+    if (w->keep_draft) s->draft = sr_buf_take(&w->d.text);
+    if (!s->text || (w->keep_draft && !s->draft)) return fail(r, NULL, SR_ERR_NOMEM, "out of memory");
 
     S->n_steps++;
-    S->n_adopted_tokens += n_tok;
-    switch (author) {
-    case SR_AUTHOR_SMALL: S->n_steps_small++; S->n_adopted_small += n_tok; break;
-    case SR_AUTHOR_SMALL_ONLY: S->n_steps_small++; S->n_adopted_small += n_tok; break;
-    case SR_AUTHOR_BASE_REJECT: S->n_steps_base_reject++; S->n_adopted_base += n_tok; break;
-    default: S->n_steps_base_forced++; S->n_adopted_base += n_tok; break;
+    S->n_adopted_tokens += w->n_tok;
+    switch (w->author) {
+    case SR_AUTHOR_SMALL: S->n_steps_small++; S->n_adopted_small += w->n_tok; break;
+    case SR_AUTHOR_SMALL_ONLY: S->n_steps_small++; S->n_adopted_small += w->n_tok; break;
+    case SR_AUTHOR_BASE_REJECT: S->n_steps_base_reject++; S->n_adopted_base += w->n_tok; break;
+    default: S->n_steps_base_forced++; S->n_adopted_base += w->n_tok; break;
     }
-    S->t_small_ms += t_draft;
-    S->t_judge_ms += t_judge;
-    S->t_base_ms += t_base;
-    S->t_sync_ms += t_sync;
+    S->t_small_ms += w->t_draft;
+    S->t_judge_ms += w->t_judge;
+    S->t_base_ms += w->t_base;
+    S->t_sync_ms += w->t_sync;
     sr_buf_puts(&r->text, s->text);
-    sr_buf_append(&r->text, tail, tlen);
-    *out_step = s;
-out:
-    sr_buf_free(&g.text);
-    sr_buf_free(&d.text);
+    sr_buf_append(&r->text, w->tail, w->tlen);
+    *out = s;
+    return SR_OK;
+}
+
+/* One step: draft and judge, then adopt or rewrite; or write directly. Sets *think_ended when
+ * thinking ended inside it (SR_ANSWER_BASE), *marker when it holds an answer marker. */
+static enum sr_status do_step(struct run *r, int32_t idx, bool *think_ended, bool *marker, struct sr_step **out) {
+    struct step w;
+    memset(&w, 0, sizeof w);
+    w.idx = idx;
+    w.ms0 = r->small ? r->small->ops->mark(r->small) : -1;
+    w.mb0 = r->base ? r->base->ops->mark(r->base) : -1;
+    w.score = w.draft_score = -1.0f;
+    w.tail = r->delim;
+    w.tlen = r->dlen;
+    enum sr_status st;
+    if (speculate(r, idx)) {
+        bool accepted = false;
+        st = draft(r, &w);
+        if (st == SR_OK) st = judge(r, &w, &accepted);
+        if (st == SR_OK) {
+            if (accepted) adopt_draft(&w);
+            else st = rewrite_rejected(r, &w);
+        }
+    } else {
+        st = write_direct(r, &w);
+    }
+    if (st == SR_OK) st = think_end(r, &w, think_ended, marker);
+    if (st == SR_OK) st = record_step(r, &w, out);
+    sr_buf_free(&w.g.text);
+    sr_buf_free(&w.d.text);
     return st;
 }
 
-enum sr_status sr_loop_run(struct sr_lm *small, struct sr_lm *base, const char *problem,
-                           const struct sr_run_params *p, struct sr_result **out, char *errbuf, size_t errlen) {
-    *out = NULL;
+/* ---- the stages of a run --------------------------------------------------------------------- */
+
+/* The parameters and models fit the mode. *use_sd = token-level drafting will be used. */
+static enum sr_status check_run(struct sr_lm *small, struct sr_lm *base, const char *problem,
+                                const struct sr_run_params *p, bool *use_sd, char *errbuf, size_t errlen) {
     struct sr_error e;
     if (sr_run_params_check(p, &e) != SR_OK) {
         snprintf(errbuf, errlen, "%s", e.msg);
@@ -396,29 +456,175 @@ enum sr_status sr_loop_run(struct sr_lm *small, struct sr_lm *base, const char *
                  !base && p->mode != SR_MODE_SMALL ? "base" : "small");
         return SR_ERR_INVALID_ARG;
     }
-    bool use_sd = p->spec_decode && p->mode != SR_MODE_SMALL;
-    if (use_sd && (!small || !base)) {
+    *use_sd = p->spec_decode && p->mode != SR_MODE_SMALL;
+    if (!*use_sd) return SR_OK;
+    if (!small || !base) {
         snprintf(errbuf, errlen, "token-level speculative decoding needs both models loaded");
         return SR_ERR_INVALID_ARG;
     }
-    if (use_sd) {
-        char why[256] = "";
-        if (!base->ops->generate_spec || !base->ops->draft_compatible) {
-            snprintf(errbuf, errlen, "token-level speculative decoding is not supported by this model backend");
-            return SR_ERR_INVALID_ARG;
-        }
-        if (!base->ops->draft_compatible(base, small, why, sizeof why)) {
-            snprintf(errbuf, errlen,
-                     "token-level speculative decoding needs models that share a tokenizer: %s "
-                     "(SpecReason without --spec-decode works with any pair)", why);
-            return SR_ERR_INVALID_ARG;
-        }
+    char why[256] = "";
+    if (!base->ops->generate_spec || !base->ops->draft_compatible) {
+        snprintf(errbuf, errlen, "token-level speculative decoding is not supported by this model backend");
+        return SR_ERR_INVALID_ARG;
     }
+    if (!base->ops->draft_compatible(base, small, why, sizeof why)) {
+        snprintf(errbuf, errlen,
+                 "token-level speculative decoding needs models that share a tokenizer: %s "
+                 "(SpecReason without --spec-decode works with any pair)", why);
+        return SR_ERR_INVALID_ARG;
+    }
+    return SR_OK;
+}
+
+/* Prompts: each model prefills its thinking prefix (the base model also builds its judge
+ * suffix), after checking that prompt + budget fit in its context; samplers are seeded. */
+static enum sr_status prefill_prompts(struct run *r, const char *user) {
+    const struct sr_run_params *p = r->p;
+    struct sr_stats *S = &r->res->stats;
+    const char *think_open = p->think_open ? p->think_open : "<think>\n";
+    int64_t t0 = sr_time_us();
+    struct sr_lm *models[2] = {r->small, r->base};
+    int64_t reserve = (int64_t)p->token_budget + p->max_step_tokens + p->max_answer_tokens + 8;
+    struct sr_buf prefix = {0};
+    enum sr_status st = SR_OK;
+    for (int i = 0; i < 2 && st == SR_OK; i++) {
+        struct sr_lm *lm = models[i];
+        if (!lm) continue;
+        bool is_small = lm == r->small;
+        st = sr_prompt_prefix(lm, user, think_open, &prefix);
+        if (st != SR_OK) { st = fail(r, lm, st, "building the prompt"); break; }
+        int64_t extra = reserve;
+        bool judges = lm == r->base && p->mode == SR_MODE_SPEC;
+        if (judges) {
+            st = sr_prompt_judge_suffix(lm, user, p->judge_prompt ? p->judge_prompt : SR_JUDGE_PROMPT,
+                                        p->judge_prefill ? p->judge_prefill : SR_JUDGE_PREFILL, &r->suffix);
+            if (st != SR_OK) { st = fail(r, lm, st, "building the judge prompt"); break; }
+            extra += (int64_t)r->suffix.len; /* tokens <= bytes */
+        }
+        int32_t n_prompt = 0;
+        st = lm->ops->reset(lm, prefix.data, prefix.len, &n_prompt);
+        if (st != SR_OK) { st = fail(r, lm, st, is_small ? "small model prompt" : "base model prompt"); break; }
+        if (n_prompt + extra > lm->n_ctx) {
+            snprintf(r->errbuf, r->errlen,
+                     "%s model: prompt (%d tokens) + budget (%d) + one step (%d) + answer (%d)%s = %lld tokens do not "
+                     "fit in its context of %lld tokens; raise n_ctx or lower the budget",
+                     is_small ? "small" : "base", n_prompt, p->token_budget, p->max_step_tokens, p->max_answer_tokens,
+                     judges ? " + judge suffix" : "", (long long)(n_prompt + extra), (long long)lm->n_ctx);
+            st = SR_ERR_CONTEXT_FULL;
+            break;
+        }
+        if (is_small) S->n_prompt_tokens_small = n_prompt;
+        else S->n_prompt_tokens_base = n_prompt;
+        const struct sr_sampling *sp = is_small ? &p->small : &p->base;
+        /* Different streams per model, so a model's draws do not depend on the other's. */
+        st = lm->ops->set_sampling(lm, sp->temperature, sp->top_p, p->seed * 2 + (is_small ? 0 : 1));
+        if (st != SR_OK) st = fail(r, lm, st, "sampler");
+    }
+    sr_buf_free(&prefix);
+    S->t_prompt_ms = ms_since(t0);
+    return st;
+}
+
+/* The step loop and its stop rules. */
+static enum sr_status step_loop(struct run *r, bool *think_ended, enum sr_stop_reason *stop) {
+    const struct sr_stats *S = &r->res->stats;
+    for (int32_t idx = 0;; idx++) {
+        bool marker = false;
+        struct sr_step *s = NULL;
+        enum sr_status st = do_step(r, idx, think_ended, &marker, &s);
+        if (st != SR_OK) return st;
+        struct sr_event ev = {.type = SR_EVENT_STEP_ADOPTED, .step = idx, .text = s->text, .len = strlen(s->text),
+                              .author = s->author, .score = s->score, .accepted = s->author == SR_AUTHOR_SMALL,
+                              .n_tokens = s->n_tokens,
+                              .t_ms = s->t_draft_ms + s->t_judge_ms + s->t_base_ms + s->t_sync_ms};
+        emit(r, &ev);
+        if (r->cancelled) { *stop = SR_STOP_CANCELLED; return SR_OK; }
+        if (*think_ended) return SR_OK;
+        if (marker) { *stop = SR_STOP_ANSWER; return SR_OK; }
+        size_t n = r->res->n_steps;
+        if (n > 2 && strcmp(r->res->steps[n - 1].text, r->res->steps[n - 2].text) == 0) {
+            *stop = SR_STOP_REPEAT;
+            return SR_OK;
+        }
+        if (S->n_adopted_tokens >= r->p->token_budget) { *stop = SR_STOP_BUDGET; return SR_OK; }
+    }
+}
+
+/* The answer after </think>, written by the base model (the small model in mode small). */
+static enum sr_status answer_phase(struct run *r, enum sr_stop_reason *stop) {
+    const struct sr_run_params *p = r->p;
+    struct sr_stats *S = &r->res->stats;
+    struct sr_lm *w = p->mode == SR_MODE_SMALL ? r->small : r->base;
+    struct sr_gen_out g = {0};
+    int64_t t0 = sr_time_us();
+    int64_t dm = r->drafter && w == r->base ? r->drafter->ops->mark(r->drafter) : 0;
+    enum sr_status st = SR_OK;
+    if (p->max_answer_tokens <= 0) st = SR_OK;
+    else if (w == r->base) st = base_write(r, NULL, p->max_answer_tokens, dm, &g);
+    else st = w->ops->generate(w, NULL, p->max_answer_tokens, &g);
+    double t = ms_since(t0);
+    if (st != SR_OK) { sr_buf_free(&g.text); return fail(r, w, st, "writing the answer"); }
+    if (w == r->base) S->t_base_ms += t;
+    else S->t_small_ms += t;
+    S->n_answer_tokens = g.n_tokens;
+    sr_buf_append(&r->text, g.text.data ? g.text.data : "", g.text.len);
+    struct sr_event ev = {.type = SR_EVENT_ANSWER, .step = (int32_t)r->res->n_steps, .text = g.text.data ? g.text.data : "",
+                          .len = g.text.len, .author = SR_AUTHOR_ANSWER, .score = -1, .n_tokens = g.n_tokens, .t_ms = t};
+    emit(r, &ev);
+    *stop = r->cancelled ? SR_STOP_CANCELLED : g.end == SR_GEN_EOG ? SR_STOP_EOG : SR_STOP_BUDGET;
+    sr_buf_free(&g.text);
+    return SR_OK;
+}
+
+/* The result's text, and its answer: what follows the last </think>. */
+static enum sr_status finish_text(struct run *r) {
+    if (r->text.oom) return fail(r, NULL, SR_ERR_NOMEM, "out of memory");
+    r->res->text = sr_buf_take(&r->text);
+    if (!r->res->text) return fail(r, NULL, SR_ERR_NOMEM, "out of memory");
+    const char *te = NULL;
+    for (const char *q = strstr(r->res->text, "</think>"); q; q = strstr(q + 1, "</think>")) te = q;
+    if (te) {
+        r->res->answer = sr_strdup(te + strlen("</think>"));
+        if (!r->res->answer) return fail(r, NULL, SR_ERR_NOMEM, "out of memory");
+    }
+    return SR_OK;
+}
+
+/* Totals, times and rates of the run. */
+static void finish_stats(struct run *r) {
+    const struct sr_run_params *p = r->p;
+    struct sr_lm *small = r->small, *base = r->base;
+    struct sr_stats *S = &r->res->stats;
+    S->t_total_ms = ms_since(r->t_start_us);
+    S->t_backend_ms = (double)((small ? small->t_backend_us - r->b0_small : 0) +
+                               (base ? base->t_backend_us - r->b0_base : 0)) / 1000.0;
+    S->n_decode_small = small ? small->n_decode - r->d0_small : 0;
+    S->n_decode_base = base ? base->n_decode - r->d0_base : 0;
+    S->t_other_ms = S->t_total_ms - S->t_small_ms - S->t_judge_ms - S->t_base_ms - S->t_sync_ms - S->t_prompt_ms;
+    S->acceptance = S->n_judged ? (double)S->n_steps_small / S->n_judged : 0.0;
+    if (p->mode != SR_MODE_SPEC) S->acceptance = 0.0;
+    S->n_sd_drafted = r->sd.drafted;
+    S->n_sd_accepted = r->sd.accepted;
+    S->n_sd_batches = r->sd.batches;
+    S->sd_mean_accepted = r->sd.batches ? (double)r->sd.accepted / (double)r->sd.batches : 0.0;
+    S->t_sd_draft_ms = (double)r->sd.t_draft_us / 1000.0;
+    S->t_sd_verify_ms = (double)r->sd.t_verify_us / 1000.0;
+    S->tokens_per_s = S->t_total_ms > 0 ? (double)(S->n_adopted_tokens + S->n_answer_tokens) / (S->t_total_ms / 1000.0) : 0;
+}
+
+/* SpecReason over one problem: prompts, then steps until a stop rule, then (when thinking ended
+ * without an answer) the answer. */
+enum sr_status sr_loop_run(struct sr_lm *small, struct sr_lm *base, const char *problem,
+                           const struct sr_run_params *p, struct sr_result **out, char *errbuf, size_t errlen) {
+    *out = NULL;
+    bool use_sd = false;
+    enum sr_status st = check_run(small, base, problem, p, &use_sd, errbuf, errlen);
+    if (st != SR_OK) return st;
     if (p->mode == SR_MODE_SMALL) base = NULL;
     if (p->mode == SR_MODE_BASE && !use_sd) small = NULL;
 
-    int64_t t_start = sr_time_us();
     struct run r = {0};
+    r.t_start_us = sr_time_us();
     r.p = p;
     r.small = small;
     r.base = base;
@@ -427,127 +633,26 @@ enum sr_status sr_loop_run(struct sr_lm *small, struct sr_lm *base, const char *
     r.errbuf = errbuf;
     r.errlen = errlen;
     r.drafter = use_sd ? small : NULL;
+    r.b0_small = small ? small->t_backend_us : 0;
+    r.b0_base = base ? base->t_backend_us : 0;
+    r.d0_small = small ? small->n_decode : 0;
+    r.d0_base = base ? base->n_decode : 0;
     r.res = calloc(1, sizeof *r.res);
     if (!r.res) { snprintf(errbuf, errlen, "out of memory"); return SR_ERR_NOMEM; }
-    struct sr_stats *S = &r.res->stats;
-    int64_t b0_small = small ? small->t_backend_us : 0, b0_base = base ? base->t_backend_us : 0;
-    int64_t d0_small = small ? small->n_decode : 0, d0_base = base ? base->n_decode : 0;
-    enum sr_status st = SR_OK;
-    struct sr_buf prefix = {0};
-    char *user = sr_prompt_fill(p->prompt_template ? p->prompt_template : SR_PROMPT_MATH, problem);
-    if (!user) { st = fail(&r, NULL, SR_ERR_NOMEM, "out of memory"); goto done; }
-    const char *think_open = p->think_open ? p->think_open : "<think>\n";
 
-    /* Prompts and the budget check. */
-    int64_t t0 = sr_time_us();
-    struct sr_lm *models[2] = {small, base};
-    int64_t reserve = (int64_t)p->token_budget + p->max_step_tokens + p->max_answer_tokens + 8;
-    for (int i = 0; i < 2; i++) {
-        struct sr_lm *lm = models[i];
-        if (!lm) continue;
-        const char *who = lm == small ? "small" : "base";
-        st = sr_prompt_prefix(lm, user, think_open, &prefix);
-        if (st != SR_OK) { st = fail(&r, lm, st, "building the prompt"); goto done; }
-        int64_t extra = reserve;
-        if (lm == base && p->mode == SR_MODE_SPEC) {
-            st = sr_prompt_judge_suffix(lm, user, p->judge_prompt ? p->judge_prompt : SR_JUDGE_PROMPT,
-                                        p->judge_prefill ? p->judge_prefill : SR_JUDGE_PREFILL, &r.suffix);
-            if (st != SR_OK) { st = fail(&r, lm, st, "building the judge prompt"); goto done; }
-            extra += (int64_t)r.suffix.len; /* tokens <= bytes */
-        }
-        int32_t n_prompt = 0;
-        st = lm->ops->reset(lm, prefix.data, prefix.len, &n_prompt);
-        if (st != SR_OK) { st = fail(&r, lm, st, lm == small ? "small model prompt" : "base model prompt"); goto done; }
-        if (n_prompt + extra > lm->n_ctx) {
-            snprintf(errbuf, errlen,
-                     "%s model: prompt (%d tokens) + budget (%d) + one step (%d) + answer (%d)%s = %lld tokens do not "
-                     "fit in its context of %lld tokens; raise n_ctx or lower the budget",
-                     who, n_prompt, p->token_budget, p->max_step_tokens, p->max_answer_tokens,
-                     lm == base && p->mode == SR_MODE_SPEC ? " + judge suffix" : "", (long long)(n_prompt + extra),
-                     (long long)lm->n_ctx);
-            st = SR_ERR_CONTEXT_FULL;
-            goto done;
-        }
-        if (lm == small) S->n_prompt_tokens_small = n_prompt;
-        else S->n_prompt_tokens_base = n_prompt;
-        const struct sr_sampling *sp = lm == small ? &p->small : &p->base;
-        /* Different streams per model, so a model's draws do not depend on the other's. */
-        st = lm->ops->set_sampling(lm, sp->temperature, sp->top_p, p->seed * 2 + (lm == small ? 0 : 1));
-        if (st != SR_OK) { st = fail(&r, lm, st, "sampler"); goto done; }
-    }
-    S->t_prompt_ms = ms_since(t0);
-
-    /* The step loop. */
     bool think_ended = false;
     enum sr_stop_reason stop = SR_STOP_NONE;
-    for (int32_t idx = 0;; idx++) {
-        bool marker = false;
-        struct sr_step *s = NULL;
-        st = do_step(&r, idx, &think_ended, &marker, &s);
-        if (st != SR_OK) goto done;
-        struct sr_event ev = {.type = SR_EVENT_STEP_ADOPTED, .step = idx, .text = s->text, .len = strlen(s->text),
-                              .author = s->author, .score = s->score, .accepted = s->author == SR_AUTHOR_SMALL,
-                              .n_tokens = s->n_tokens,
-                              .t_ms = s->t_draft_ms + s->t_judge_ms + s->t_base_ms + s->t_sync_ms};
-        emit(&r, &ev);
-        if (r.cancelled) { stop = SR_STOP_CANCELLED; break; }
-        if (think_ended) break;
-        if (marker) { stop = SR_STOP_ANSWER; break; }
-        size_t n = r.res->n_steps;
-        if (n > 2 && strcmp(r.res->steps[n - 1].text, r.res->steps[n - 2].text) == 0) { stop = SR_STOP_REPEAT; break; }
-        if (S->n_adopted_tokens >= p->token_budget) { stop = SR_STOP_BUDGET; break; }
-    }
-
-    /* The answer after </think>. */
-    if (think_ended && stop == SR_STOP_NONE) {
-        struct sr_lm *w = p->mode == SR_MODE_SMALL ? small : base;
-        struct sr_gen_out g = {0};
-        t0 = sr_time_us();
-        int64_t dm = r.drafter && w == base ? r.drafter->ops->mark(r.drafter) : 0;
-        if (p->max_answer_tokens <= 0) st = SR_OK;
-        else if (w == base) st = base_write(&r, NULL, p->max_answer_tokens, dm, &g);
-        else st = w->ops->generate(w, NULL, p->max_answer_tokens, &g);
-        double t = ms_since(t0);
-        if (st != SR_OK) { sr_buf_free(&g.text); st = fail(&r, w, st, "writing the answer"); goto done; }
-        if (w == base) S->t_base_ms += t;
-        else S->t_small_ms += t;
-        S->n_answer_tokens = g.n_tokens;
-        sr_buf_append(&r.text, g.text.data ? g.text.data : "", g.text.len);
-        struct sr_event ev = {.type = SR_EVENT_ANSWER, .step = (int32_t)r.res->n_steps, .text = g.text.data ? g.text.data : "",
-                              .len = g.text.len, .author = SR_AUTHOR_ANSWER, .score = -1, .n_tokens = g.n_tokens, .t_ms = t};
-        emit(&r, &ev);
-        stop = r.cancelled ? SR_STOP_CANCELLED : g.end == SR_GEN_EOG ? SR_STOP_EOG : SR_STOP_BUDGET;
-        sr_buf_free(&g.text);
-    }
+    char *user = sr_prompt_fill(p->prompt_template ? p->prompt_template : SR_PROMPT_MATH, problem);
+    st = user ? prefill_prompts(&r, user) : fail(&r, NULL, SR_ERR_NOMEM, "out of memory");
+    if (st == SR_OK) st = step_loop(&r, &think_ended, &stop);
+    if (st == SR_OK && think_ended && stop == SR_STOP_NONE) st = answer_phase(&r, &stop);
     r.res->stop = stop;
-    if (r.text.oom) { st = fail(&r, NULL, SR_ERR_NOMEM, "out of memory"); goto done; }
-    r.res->text = sr_buf_take(&r.text);
-    if (!r.res->text) { st = fail(&r, NULL, SR_ERR_NOMEM, "out of memory"); goto done; }
-    const char *te = NULL;
-    for (const char *q = strstr(r.res->text, "</think>"); q; q = strstr(q + 1, "</think>")) te = q;
-    if (te) {
-        r.res->answer = sr_strdup(te + strlen("</think>"));
-        if (!r.res->answer) { st = fail(&r, NULL, SR_ERR_NOMEM, "out of memory"); goto done; }
-    }
+    if (st == SR_OK) st = finish_text(&r);
+    finish_stats(&r);
 
-done:
-    S->t_total_ms = ms_since(t_start);
-    S->t_backend_ms = (double)((small ? small->t_backend_us - b0_small : 0) + (base ? base->t_backend_us - b0_base : 0)) / 1000.0;
-    S->n_decode_small = small ? small->n_decode - d0_small : 0;
-    S->n_decode_base = base ? base->n_decode - d0_base : 0;
-    S->t_other_ms = S->t_total_ms - S->t_small_ms - S->t_judge_ms - S->t_base_ms - S->t_sync_ms - S->t_prompt_ms;
-    S->acceptance = S->n_judged ? (double)S->n_steps_small / S->n_judged : 0.0;
-    if (p->mode != SR_MODE_SPEC) S->acceptance = 0.0;
-    S->n_sd_drafted = r.sd.drafted;
-    S->n_sd_accepted = r.sd.accepted;
-    S->n_sd_batches = r.sd.batches;
-    S->sd_mean_accepted = r.sd.batches ? (double)r.sd.accepted / (double)r.sd.batches : 0.0;
-    S->t_sd_draft_ms = (double)r.sd.t_draft_us / 1000.0;
-    S->t_sd_verify_ms = (double)r.sd.t_verify_us / 1000.0;
-    S->tokens_per_s = S->t_total_ms > 0 ? (double)(S->n_adopted_tokens + S->n_answer_tokens) / (S->t_total_ms / 1000.0) : 0;
     if (st == SR_OK) {
         struct sr_event ev = {.type = SR_EVENT_FINISHED, .step = (int32_t)r.res->n_steps, .text = "", .len = 0,
-                              .score = -1, .stop = r.res->stop, .t_ms = S->t_total_ms};
+                              .score = -1, .stop = r.res->stop, .t_ms = r.res->stats.t_total_ms};
         if (p->on_event) p->on_event(&ev, p->user);
         *out = r.res;
     } else {
@@ -555,7 +660,6 @@ done:
     }
     sr_buf_free(&r.text);
     sr_buf_free(&r.suffix);
-    sr_buf_free(&prefix);
     free(user);
     return st;
 }
