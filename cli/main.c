@@ -142,7 +142,10 @@ static bool on_event(const struct sr_event *ev, void *user) {
 static void print_summary(FILE *o, const struct sr_result *r, const struct sr_run_params *p) {
     const struct sr_stats *S = &r->stats;
     fprintf(o, "\n---- %s", sr_mode_str(p->mode));
-    if (p->mode == SR_MODE_SPEC) fprintf(o, " (threshold %g, %s)", (double)p->threshold, p->score_method ? "average" : "greedy");
+    if (p->mode == SR_MODE_SPEC) fprintf(o, " (threshold %g, %s)", (double)p->threshold,
+                                         p->score_method == SR_SCORE_GREEDY    ? "greedy"
+                                         : p->score_method == SR_SCORE_AVERAGE ? "average"
+                                                                               : "digit-softmax");
     fprintf(o, " · stop: %s\n", sr_stop_str(r->stop));
     fprintf(o, "steps       %d: small %d, base after rejection %d, base forced %d\n", S->n_steps, S->n_steps_small,
             S->n_steps_base_reject, S->n_steps_base_forced);

@@ -123,8 +123,8 @@ void common_opts_on_set(struct common_opts *o, const struct opt *given) {
 int common_opts_run_params(const char *prog, const struct common_opts *o, struct sr_run_params *rp) {
     int v = 0, rc;
     if (o->score) {
-        static const char *const m[] = {"greedy", "average"};
-        if ((rc = opt_pick(prog, o->score, "score method", m, 2, &v))) return rc;
+        static const char *const m[] = {"greedy", "average", "digit-softmax"};
+        if ((rc = opt_pick(prog, o->score, "score method", m, 3, &v))) return rc;
         rp->score_method = (enum sr_score_method)v;
     }
     if (o->answer_by) {

@@ -51,7 +51,7 @@ struct common_opts {
     {"small", 0, OPT_STR, &(O).small_path, 0, 0, "small (draft) model GGUF"},                              \
     {"base", 0, OPT_STR, &(O).base_path, 0, 0, "base (judge) model GGUF"}
 #define COMMON_OPTS_STEPS(O)                                                                               \
-    {"score", 0, OPT_STR, &(O).score, 0, 0, "greedy | average: how the judge's score is read (default greedy)"}, \
+    {"score", 0, OPT_STR, &(O).score, 0, 0, "greedy | average | digit-softmax: how the judge's score is read (default greedy)"}, \
     {"first-n-base", 0, OPT_INT, &(O).first_n, 0, 1e9, "the first N steps are written by the base model (default 0)"}, \
     {"max-step-tokens", 0, OPT_INT, &(O).max_step, 1, 65536, "a step ends after this many tokens (default 512)"}, \
     {"budget", 'n', OPT_INT, &(O).budget, 1, 16777216, "token budget: adopted step tokens (default 8192)"},      \

@@ -123,7 +123,10 @@ enum sr_mode {
 
 enum sr_score_method {
     SR_SCORE_GREEDY = 0,  /* argmax over the whole vocabulary; 0 if it is not a digit */
-    SR_SCORE_AVERAGE = 1, /* expectation of the digit under softmax over the ten digit logits */
+    SR_SCORE_AVERAGE = 1, /* the reference's average: expectation of the digit over the digits among
+                             the ten most likely tokens, renormalised over them; 0 if none is */
+    SR_SCORE_DIGIT_SOFTMAX = 2, /* expectation under softmax over the ten digit logits, whatever
+                                   else is likely (not the reference's) */
 };
 
 enum sr_answer_by {
@@ -146,6 +149,7 @@ enum sr_stop_reason {
     SR_STOP_BUDGET = 3,    /* adopted step tokens reached the token budget */
     SR_STOP_EOG = 4,       /* the answer ended with an end-of-generation token */
     SR_STOP_CANCELLED = 5, /* the event callback returned false */
+    SR_STOP_ANSWER_MAX = 6, /* the answer after </think> was cut at max_answer_tokens (also 0) */
 };
 
 struct sr_sampling {

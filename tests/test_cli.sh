@@ -47,7 +47,8 @@ js=$(echo "What is 7*6?" | "$cli" "${common[@]}" --json 2>/dev/null); rc=$?
 if python3 - "$js" <<'PY'
 import json, sys
 r = json.loads(sys.argv[1])
-assert r["mode"] == "spec" and isinstance(r["text"], str) and r["stop"] in ("answer", "repeat", "budget", "eog")
+assert r["mode"] == "spec" and isinstance(r["text"], str)
+assert r["stop"] in ("answer", "repeat", "budget", "eog", "answer-max", "context")
 assert len(r["steps"]) == r["stats"]["steps"] > 0
 for s in r["steps"]:
     assert s["author"] in ("small", "base-reject", "base-forced")
@@ -59,6 +60,9 @@ assert sum(st["score_hist"]) == st["judged"]
 assert st["adopted_tokens"] == sum(s["tokens"] for s in r["steps"])
 PY
 then ok; else bad "json content"; fi
+
+expect 0 "digit-softmax" -- "$cli" "${common[@]}" --score digit-softmax --quiet -p "What is 2+3?"
+expect 2 "unknown score method 'mean'" -- "$cli" "${common[@]}" --score mean -p x
 
 # Single-model modes need only their model; spec decoding needs both.
 expect 0 "^steps" -- "$cli" --base "$base" --mode base --ctx 2048 --budget 32 --greedy -p "hi"

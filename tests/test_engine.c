@@ -8,6 +8,8 @@
  *   - after a run each model's cache holds exactly the adopted text (positions and a re-decode);
  *   - first-N, the budget and bad input behave as documented.
  * Usage: test_engine SMALL.gguf BASE.gguf [tag]
+ *        test_engine --fidelity MODEL_DIR: BOS as the vocabulary says (models with add_bos_token
+ *        true and false).
  */
 #include <math.h>
 #include <stdio.h>
@@ -341,9 +343,59 @@ static void test_bad_models(const char *good) {
     CHECK(sr_engine_init(NULL, &e, &err) == SR_ERR_INVALID_ARG);
 }
 
+/* ---- --fidelity -------------------------------------------------------------------------- */
+
+/* The prompt starts with BOS iff the vocabulary says add_bos_token, and BOS never comes again. */
+static void test_bos(const char *dir) {
+    for (int add = 0; add < 2; add++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/small-bos%d.gguf", dir, add);
+        struct sr_engine *e = load(path, NULL, 1024);
+        struct sr_session *s = NULL;
+        struct sr_error err;
+        CHECK(e && sr_session_init(e, &s, &err) == SR_OK);
+        if (!s) { sr_engine_free(e); continue; }
+        struct sr_lm *lm = sr_session_lm(s, false);
+        int32_t bos = -1, nv = 0;
+        bool add_bos = false;
+        sr_llama_lm_vocab_info(lm, &bos, &add_bos, &nv);
+        CHECK(add_bos == (add == 1) && bos >= 0);
+        struct sr_run_params p = base_params(SR_MODE_SMALL, 7, 0.0f);
+        p.token_budget = 24;
+        p.max_step_tokens = 6;
+        struct sr_result *r = NULL;
+        CHECK(sr_session_run(s, PROBLEM, &p, &r) == SR_OK);
+        int64_t n = 0;
+        const int32_t *t = sr_llama_lm_tokens(lm, &n);
+        int nbos = 0;
+        for (int64_t i = 0; i < n; i++) nbos += t[i] == bos;
+        printf("[bos] add_bos_token %s: first token %d (bos %d), %d BOS in %lld tokens, %zu steps\n",
+               add ? "true" : "false", n ? t[0] : -1, bos, nbos, (long long)n, r ? r->n_steps : 0);
+        CHECK(n > 0 && (t[0] == bos) == (add == 1));
+        CHECK(nbos == add);
+        /* a second run on the same session starts with exactly one BOS again */
+        sr_result_free(r);
+        r = NULL;
+        CHECK(sr_session_run(s, PROBLEM, &p, &r) == SR_OK);
+        t = sr_llama_lm_tokens(lm, &n);
+        nbos = 0;
+        for (int64_t i = 0; i < n; i++) nbos += t[i] == bos;
+        CHECK(nbos == add);
+        sr_result_free(r);
+        sr_session_free(s);
+        sr_engine_free(e);
+    }
+}
+
+static int fidelity(const char *dir) {
+    test_bos(dir);
+    return test_summary("test_engine --fidelity");
+}
+
 int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "--fidelity") == 0) return fidelity(argv[2]);
     if (argc < 3) {
-        fprintf(stderr, "usage: test_engine SMALL.gguf BASE.gguf [tag]\n");
+        fprintf(stderr, "usage: test_engine SMALL.gguf BASE.gguf [tag] | --fidelity MODEL_DIR\n");
         return 2;
     }
     const char *tag = argc > 3 ? argv[3] : "models";

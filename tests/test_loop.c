@@ -4,7 +4,7 @@
  * prefix + adopted steps — is checked by string comparison after every run. Also: accept/reject
  * sequences, stop rules, first-N, </think> handling, the answer phase, cancellation, parameter
  * validation and failure injection (every operation failing in turn must give an error and leak
- * nothing under ASan).
+ * nothing under ASan), the reference's average score and stop reasons.
  */
 #include <math.h>
 #include <stdio.h>
@@ -25,6 +25,7 @@ struct fake {
     int calls;   /* operations so far */
     int fail_at; /* operation number that fails (0 = never) */
     int n_judge, n_generate;
+    bool judge_nondigit;  /* the judge's most likely tokens are no digits at all */
 };
 
 static int ntok(const char *s, size_t n) {
@@ -53,10 +54,11 @@ static enum sr_status f_generate(struct sr_lm *lm, const char *delim, int32_t ma
     f->n_generate++;
     const char *s = f->i_gen < f->n_gen ? f->gen[f->i_gen++] : "filler";
     size_t n = strlen(s);
-    if (ntok(s, n) > max_tokens) n = (size_t)max_tokens * 4;
+    bool cut = ntok(s, n) > max_tokens;
+    if (cut) n = (size_t)max_tokens * 4;
     sr_buf_append(&out->text, s, n);
     out->n_tokens = ntok(s, n);
-    out->end = delim ? SR_GEN_DELIM : SR_GEN_EOG;
+    out->end = cut ? SR_GEN_MAX : delim ? SR_GEN_DELIM : SR_GEN_EOG;
     sr_buf_append(&f->ctx, s, n);
     if (delim) sr_buf_puts(&f->ctx, delim);
     return SR_OK;
@@ -88,11 +90,14 @@ static enum sr_status f_judge(struct sr_lm *lm, const char *cand, size_t len, co
     f->n_judge++;
     memset(out, 0, sizeof *out);
     int s = f->i_score < f->n_scores ? f->scores[f->i_score++] : 0;
-    out->greedy_value = s;
+    out->greedy_value = f->judge_nondigit ? -1 : s;
     for (int d = 0; d < 10; d++) {
         out->digit_ok[d] = true;
         out->digit_logit[d] = (d == s) ? 50.0f : 0.0f;
+        /* the ten digits are the ten most likely tokens, unless non-digit tokens are */
+        out->digit_top10[d] = !f->judge_nondigit;
     }
+    if (f->judge_nondigit) out->digit_logit[s] = 4.0f;
     out->n_cand_tokens = ntok(cand, len);
     out->n_suffix_tokens = ntok(suffix, slen);
     sr_buf_append(&f->ctx, cand, len);
@@ -238,6 +243,30 @@ static void test_average_score(void) {
     sr_result_free(r);
     f_free(&s.base);
     f_free(&b.base);
+
+    /* The judge's most likely tokens are no digits: the reference's average (over the digits among
+     * the top ten, renormalised) scores 0 and rejects; a softmax over the ten digit logits alone
+     * would pass the step (about 5.8 here). */
+    static const char *bg[] = {"base \\boxed{2}"};
+    for (int method = SR_SCORE_AVERAGE; method <= SR_SCORE_DIGIT_SOFTMAX; method++) {
+        fake_init(&s, "small", sg, 1, NULL, 0);
+        fake_init(&b, "base", bg, 1, sc, 1);
+        b.judge_nondigit = true;
+        p = params(SR_MODE_SPEC, 5.5f);
+        p.score_method = (enum sr_score_method)method;
+        r = run(&s, &b, &p, SR_OK);
+        CHECK(r && r->n_steps == 1);
+        if (r && method == SR_SCORE_AVERAGE) {
+            CHECK(r->steps[0].author == SR_AUTHOR_BASE_REJECT && r->steps[0].draft_score == 0.0f);
+            CHECK(r->stats.score_hist[0] == 1);
+        }
+        if (r && method == SR_SCORE_DIGIT_SOFTMAX) {
+            CHECK(r->steps[0].author == SR_AUTHOR_SMALL && r->steps[0].score > 5.5f && r->steps[0].score < 7.0f);
+        }
+        sr_result_free(r);
+        f_free(&s.base);
+        f_free(&b.base);
+    }
 }
 
 static void test_repeat_and_budget(void) {
@@ -316,39 +345,64 @@ static void test_think_end(void) {
     f_free(&s.base);
     f_free(&b.base);
 
-    /* With a marker, thinking ends at </think>; the base model writes the answer. */
+    /* With a marker the step keeps its answer and ends the run, as the reference does: no answer
+     * phase, nothing written outside the judged steps. */
     static const char *sg2[] = {"so 4</think>The answer is \\boxed{4}"};
     static const char *bg2[] = {"Final: \\boxed{4}."};
-    fake_init(&s, "small", sg2, 1, NULL, 0);
-    fake_init(&b, "base", bg2, 1, sc, 2);
-    p = params(SR_MODE_SPEC, 7);
-    r = run(&s, &b, &p, SR_OK);
-    CHECK(r && r->n_steps == 1);
-    if (r) {
-        CHECK_STR(r->steps[0].text, "so 4</think>");
-        CHECK_STR(r->text, "so 4</think>Final: \\boxed{4}.");
-        CHECK_STR(r->answer ? r->answer : "(null)", "Final: \\boxed{4}.");
-        CHECK(r->stop == SR_STOP_EOG);
-        CHECK(r->stats.n_answer_tokens == 5);
-        check_ctx(&s, r, "2+2?", true);
-        /* The base model holds the answer it wrote. */
-        check_ctx(&b, r, "2+2?", false);
+    for (int by = SR_ANSWER_BASE; by <= SR_ANSWER_LOOP; by++) {
+        fake_init(&s, "small", sg2, 1, NULL, 0);
+        fake_init(&b, "base", bg2, 1, sc, 2);
+        p = params(SR_MODE_SPEC, 7);
+        p.answer_by = (enum sr_answer_by)by;
+        r = run(&s, &b, &p, SR_OK);
+        CHECK(r && r->n_steps == 1);
+        if (r) {
+            CHECK_STR(r->steps[0].text, "so 4</think>The answer is \\boxed{4}");
+            CHECK_STR(r->text, "so 4</think>The answer is \\boxed{4}\n\n");
+            CHECK_STR(r->answer ? r->answer : "(null)", "The answer is \\boxed{4}\n\n");
+            CHECK(r->stop == SR_STOP_ANSWER);
+            CHECK(r->stats.n_answer_tokens == 0 && b.n_generate == 0);
+            CHECK(r->stats.n_adopted_tokens == r->steps[0].n_tokens);
+            check_ctx(&s, r, "2+2?", false);
+            check_ctx(&b, r, "2+2?", false);
+        }
+        sr_result_free(r);
+        f_free(&s.base);
+        f_free(&b.base);
     }
-    sr_result_free(r);
-    f_free(&s.base);
-    f_free(&b.base);
 
-    /* SR_ANSWER_LOOP keeps the reference's behaviour: the step stays whole and ends the run. */
-    fake_init(&s, "small", sg2, 1, NULL, 0);
-    fake_init(&b, "base", bg2, 1, sc, 2);
-    p = params(SR_MODE_SPEC, 7);
-    p.answer_by = SR_ANSWER_LOOP;
-    r = run(&s, &b, &p, SR_OK);
-    CHECK(r && r->n_steps == 1 && r->stop == SR_STOP_ANSWER);
-    if (r) CHECK_STR(r->answer ? r->answer : "(null)", "The answer is \\boxed{4}\n\n");
-    sr_result_free(r);
-    f_free(&s.base);
-    f_free(&b.base);
+    /* Thinking that ends without an answer (strip_think_end off): the step stays whole and the base
+     * model writes the answer after it; its tokens are counted (answer_tokens, tokens/s). */
+    static const char *sg3[] = {"so 4</think>The answer"};
+    for (int cap = 0; cap < 3; cap++) {
+        fake_init(&s, "small", sg3, 1, NULL, 0);
+        fake_init(&b, "base", bg2, 1, sc, 2);
+        p = params(SR_MODE_SPEC, 7);
+        p.strip_think_end = false;
+        p.max_answer_tokens = cap == 0 ? 1024 : cap == 1 ? 2 : 0;
+        r = run(&s, &b, &p, SR_OK);
+        CHECK(r && r->n_steps == 1);
+        if (r) {
+            CHECK_STR(r->steps[0].text, "so 4</think>The answer");
+            const char *ans = cap == 0 ? "Final: \\boxed{4}." : cap == 1 ? "Final: \\" : "";
+            struct sr_buf want = {0};
+            sr_buf_printf(&want, "so 4</think>The answer\n\n%s", ans);
+            CHECK_STR(r->text, want.data);
+            sr_buf_free(&want);
+            CHECK(r->stats.n_answer_tokens == (cap == 0 ? 5 : cap == 1 ? 2 : 0));
+            /* its own stop reason when the answer is cut at max_answer_tokens (or none is allowed) */
+            CHECK(r->stop == (cap == 0 ? SR_STOP_EOG : SR_STOP_ANSWER_MAX));
+            CHECK(cap == 2 || r->stats.tokens_per_s > 0);
+            /* the small model holds the steps, the base model also the answer it wrote */
+            const char *sc_end = s.ctx.data ? s.ctx.data + s.ctx.len - strlen("<think>\nso 4</think>The answer\n\n") : "";
+            CHECK_STR(sc_end, "<think>\nso 4</think>The answer\n\n");
+            check_ctx(&b, r, "2+2?", false);
+        }
+        sr_result_free(r);
+        f_free(&s.base);
+        f_free(&b.base);
+    }
+    CHECK_STR(sr_stop_str(SR_STOP_ANSWER_MAX), "answer-max");
 }
 
 struct cancel_ctx {

@@ -46,6 +46,7 @@ struct gen_params {
     long pad_vocab;        /* extra "[PAD<id>]" tokens appended to the vocabulary */
     const char *quantize;  /* --quantize TYPE: quantize --input instead of generating */
     const char *input;
+    int add_bos;           /* tokenizer.ggml.add_bos_token: -1 = as the vocab file, 0 = false, 1 = true */
 };
 
 struct preset {
@@ -147,6 +148,7 @@ static void usage(FILE *f) {
             "                          are a multiple of 128 elements, F32 for the rest)\n"
             "  --pad-vocab N         append N unused \"[PAD<id>]\" tokens, as padded vocabularies do\n"
             "                          (QwQ-32B has 152064 entries, R1-Distill-Qwen-1.5B 151936)\n"
+            "  --add-bos true|false  set tokenizer.ggml.add_bos_token (default: as in --vocab)\n"
             "  --quantize TYPE       instead of generating, quantize --input to TYPE (q8_0, q4_0, f16)\n"
             "                          with llama.cpp: a cheaper copy that predicts almost the same\n"
             "  --input PATH          the model to quantize\n"
@@ -196,6 +198,7 @@ static void parse_args(int argc, char **argv, struct gen_params *p) {
     const struct preset *pre = &presets[0];
     long layers = -1, embd = -1, heads = -1, kv_heads = -1, ff = -1, ctx = -1;
     memset(p, 0, sizeof *p);
+    p->add_bos = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         char name[64];
@@ -227,7 +230,7 @@ static void parse_args(int argc, char **argv, struct gen_params *p) {
         static const char *const with_value[] = {
             "--vocab", "-o", "--output", "--layers", "--embd", "--heads", "--kv-heads", "--ff",
             "--ctx", "--seed", "--preset", "--bias-newlines", "--bias-digits", "--pad-vocab",
-            "--quantize", "--input"};
+            "--quantize", "--input", "--add-bos"};
         bool known = false;
         for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) {
             known = known || strcmp(name, with_value[k]) == 0;
@@ -269,6 +272,14 @@ static void parse_args(int argc, char **argv, struct gen_params *p) {
             p->quantize = val;
         } else if (strcmp(name, "--input") == 0) {
             p->input = val;
+        } else if (strcmp(name, "--add-bos") == 0) {
+            if (strcmp(val, "true") == 0) {
+                p->add_bos = 1;
+            } else if (strcmp(val, "false") == 0) {
+                p->add_bos = 0;
+            } else {
+                die("--add-bos: '%s' is not true or false", val);
+            }
         } else { /* --preset */
             pre = NULL;
             for (size_t k = 0; k < sizeof presets / sizeof presets[0]; k++) {
@@ -577,6 +588,9 @@ int main(int argc, char **argv) {
         if (starts_with(gguf_get_key(vocab, i), "tokenizer.")) {
             copy_kv(g, vocab, i, p.vocab);
         }
+    }
+    if (p.add_bos >= 0) {
+        gguf_set_val_bool(g, "tokenizer.ggml.add_bos_token", p.add_bos == 1);
     }
     if (p.pad_vocab > 0) {
         /* Padded vocabularies (QwQ-32B: 152064 rows for 151665 real tokens) end with unused

@@ -172,7 +172,8 @@ static void config_settings(struct config *c, const struct sr_run_params *rp, co
                       (double)rp->base.top_p, ep->base.n_ctx, ep->base.n_gpu_layers, ep->base.n_threads);
     }
     if (m->mode == SR_MODE_SPEC)
-        sr_buf_printf(&b, "score=%d\njudge_prompt=%s\njudge_prefill=%s\n", (int)rp->score_method,
+        sr_buf_printf(&b, "score=%d%s\njudge_prompt=%s\njudge_prefill=%s\n", (int)rp->score_method,
+                      rp->score_method == SR_SCORE_AVERAGE ? "/top10" : "", /* average is the reference's now */
                       rp->judge_prompt ? rp->judge_prompt : SR_JUDGE_PROMPT,
                       rp->judge_prefill ? rp->judge_prefill : SR_JUDGE_PREFILL);
     if (m->decode)

@@ -9,6 +9,9 @@
  * model writes after a rejection is then sampled from the very logits it would have seen without
  * speculation (bit-identical output, no extra decode). Other rollbacks decode the last token again.
  *
+ * The prompt's first prefill starts with BOS when the vocabulary says so
+ * (tokenizer.ggml.add_bos_token), never mid-sequence.
+ *
  * Every input is validated before llama.cpp sees it (token ids come from our own tokenizer
  * calls, positions are tracked here, the context capacity is checked before each decode),
  * because ggml asserts abort the process.
@@ -377,6 +380,14 @@ static enum sr_status lm_reset(struct sr_lm *lm, const char *text, size_t len, i
     int64_t n = tokenize(L, text, len);
     if (n < 0) return SR_ERR_BACKEND;
     if (n == 0) return sr_lm_fail(lm, SR_ERR_INVALID_ARG, "empty prompt");
+    /* BOS as the model was trained (tokenizer.ggml.add_bos_token), unless the template wrote it. */
+    llama_token bos = llama_vocab_bos(L->m->vocab);
+    if (llama_vocab_get_add_bos(L->m->vocab) && bos != LLAMA_TOKEN_NULL && L->tmp[0] != bos) {
+        if (!grow_tokens(&L->tmp, &L->cap_tmp, n + 1)) return sr_lm_fail(lm, SR_ERR_NOMEM, "out of memory");
+        memmove(L->tmp + 1, L->tmp, (size_t)n * sizeof *L->tmp);
+        L->tmp[0] = bos;
+        n++;
+    }
     if (n_tokens) *n_tokens = (int32_t)n;
     return decode(L, L->tmp, n, true);
 }
@@ -752,10 +763,15 @@ static enum sr_status lm_judge(struct sr_lm *lm, const char *cand, size_t cand_l
     int64_t t0 = sr_time_us();
     const float *logits = llama_get_logits_ith(L->ctx, -1);
     if (!logits) return sr_lm_fail(lm, SR_ERR_BACKEND, "no logits after the judge prompt");
-    int32_t best = 0;
-    for (int32_t i = 1; i < L->m->n_vocab; i++) {
-        if (logits[i] > logits[best]) best = i;
+    /* The ten most likely tokens, best first (the reference's top_logprobs=10). */
+    int32_t top[10], ntop = 0;
+    for (int32_t i = 0; i < L->m->n_vocab; i++) {
+        if (ntop == 10 && logits[i] <= logits[top[9]]) continue;
+        int32_t k = ntop < 10 ? ntop++ : 9;
+        while (k > 0 && logits[top[k - 1]] < logits[i]) { top[k] = top[k - 1]; k--; }
+        top[k] = i;
     }
+    int32_t best = top[0];
     char pbuf[64];
     int32_t pn = piece(L, best, pbuf, sizeof pbuf);
     out->greedy_value = -1;
@@ -771,6 +787,9 @@ static enum sr_status lm_judge(struct sr_lm *lm, const char *cand, size_t cand_l
     for (int d = 0; d < 10; d++) {
         out->digit_ok[d] = L->m->digit_ok[d];
         out->digit_logit[d] = L->m->digit_ok[d] ? logits[L->m->digit_tok[d]] : -INFINITY;
+        out->digit_top10[d] = false;
+        for (int32_t k = 0; k < ntop && L->m->digit_ok[d]; k++)
+            if (top[k] == L->m->digit_tok[d]) out->digit_top10[d] = true;
     }
     L->base.t_backend_us += sr_time_us() - t0;
     out->n_cand_tokens = (int32_t)nc;
@@ -970,6 +989,13 @@ const float *sr_llama_lm_logits(struct sr_lm *lm) {
     if (L->use_saved) return L->saved;
     if (L->logits_ready) return llama_get_logits_ith(L->ctx, -1);
     return NULL;
+}
+
+void sr_llama_lm_vocab_info(const struct sr_lm *lm, int32_t *bos, bool *add_bos, int32_t *n_vocab) {
+    const struct lm_llama *L = (const struct lm_llama *)lm;
+    *bos = llama_vocab_bos(L->m->vocab);
+    *add_bos = llama_vocab_get_add_bos(L->m->vocab);
+    *n_vocab = L->m->n_vocab;
 }
 
 char *sr_llama_lm_detokenize(struct sr_lm *lm, const int32_t *tokens, int64_t n) {

@@ -185,7 +185,9 @@ char *sr_result_to_json(const struct sr_result *r, const struct sr_run_params *p
     if (p) {
         kv_str(&b, "mode", sr_mode_str(p->mode), &f);
         kv_num(&b, "threshold", p->threshold, &f);
-        kv_str(&b, "score_method", p->score_method == SR_SCORE_GREEDY ? "greedy" : "average", &f);
+        kv_str(&b, "score_method",
+               p->score_method == SR_SCORE_GREEDY ? "greedy" : p->score_method == SR_SCORE_AVERAGE ? "average" : "digit-softmax",
+               &f);
         kv_num(&b, "seed", (double)p->seed, &f);
         key(&b, "spec_decode", &f);
         sr_buf_puts(&b, p->spec_decode ? "true" : "false");

@@ -51,6 +51,7 @@ const char *sr_stop_str(enum sr_stop_reason s) {
     case SR_STOP_BUDGET: return "budget";
     case SR_STOP_EOG: return "eog";
     case SR_STOP_CANCELLED: return "cancelled";
+    case SR_STOP_ANSWER_MAX: return "answer-max";
     }
     return "?";
 }

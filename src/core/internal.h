@@ -37,6 +37,7 @@ struct sr_judge_out {
     int32_t greedy_value;    /* numeric value of the argmax token if it is all digits, else -1 */
     float digit_logit[10];   /* raw logits of the tokens "0".."9" */
     bool digit_ok[10];       /* whether the digit is a single token in this vocabulary */
+    bool digit_top10[10];    /* whether the digit's token is among the ten most likely tokens */
 };
 
 struct sr_sd_params {
@@ -56,7 +57,8 @@ struct sr_chat_msg {
 };
 
 struct sr_lm_ops {
-    /* Clears the context and prefills text. *n_tokens = prompt tokens. */
+    /* Clears the context and prefills text, after a BOS token when the model's vocabulary asks
+     * for one. *n_tokens = prompt tokens. */
     enum sr_status (*reset)(struct sr_lm *lm, const char *text, size_t len, int32_t *n_tokens);
     /* Samples until delim (NULL = none), max_tokens or EOG. Afterwards the context holds the
      * previous text + out->text + delim (the delimiter is appended when the model did not write
@@ -145,6 +147,8 @@ const int32_t *sr_llama_lm_last_judge(const struct sr_lm *lm, int64_t *n, int64_
 void sr_llama_lm_cache_range(const struct sr_lm *lm, int32_t *pos_min, int32_t *pos_max);
 /* Test hook: the logits for the next token (position n-1), or NULL if none are at hand. */
 const float *sr_llama_lm_logits(struct sr_lm *lm);
+/* Test hook: the vocabulary's BOS token, whether prompts start with it (add_bos_token), its size. */
+void sr_llama_lm_vocab_info(const struct sr_lm *lm, int32_t *bos, bool *add_bos, int32_t *n_vocab);
 /* Test hook: decodes text with the model's vocabulary, special tokens rendered (caller frees). */
 char *sr_llama_lm_detokenize(struct sr_lm *lm, const int32_t *tokens, int64_t n);
 

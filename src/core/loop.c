@@ -17,10 +17,11 @@
  *                    directly; in mode small the small model writes every step, nothing is judged.
  * Stop rules (step_loop): a step containing "boxed"/"Answer:"/"ANSWER:", the same step twice in a
  * row (with more than two steps), or adopted step tokens reaching the budget. think_end: a step
- * with "</think>" but no answer marker has "</think>" removed (reference behaviour, so thinking
- * goes on); a step where thinking really ends is cut after "</think>" and the answer is written by
- * the base model (SR_ANSWER_BASE, answer_phase) or by the loop itself (SR_ANSWER_LOOP, the
- * reference's way).
+ * with "</think>" and an
+ * answer marker is kept whole and ends the run (the reference's way); without a marker
+ * "</think>" is removed (reference behaviour, so thinking goes on), unless strip_think_end is off:
+ * then thinking has ended and the base model writes the answer (SR_ANSWER_BASE, answer_phase) or
+ * the loop goes on (SR_ANSWER_LOOP).
  *
  * Invariant: after each adopted step both models' contexts hold exactly
  *   prefix + step_1 + delim + ... + step_k + delim
@@ -71,8 +72,9 @@ enum sr_status sr_run_params_check(const struct sr_run_params *p, struct sr_erro
         return sr_seterr(err, SR_ERR_INVALID_ARG, "mode must be spec, base or small");
     if (!(p->threshold >= 0.0f && p->threshold <= 10.0f))
         return sr_seterr(err, SR_ERR_INVALID_ARG, "threshold must be in [0, 10]");
-    if (p->score_method != SR_SCORE_GREEDY && p->score_method != SR_SCORE_AVERAGE)
-        return sr_seterr(err, SR_ERR_INVALID_ARG, "score method must be greedy or average");
+    if (p->score_method != SR_SCORE_GREEDY && p->score_method != SR_SCORE_AVERAGE &&
+        p->score_method != SR_SCORE_DIGIT_SOFTMAX)
+        return sr_seterr(err, SR_ERR_INVALID_ARG, "score method must be greedy, average or digit-softmax");
     if (p->first_n_base < 0) return sr_seterr(err, SR_ERR_INVALID_ARG, "first_n_base must be >= 0");
     if (p->max_step_tokens < 1 || p->max_step_tokens > 65536)
         return sr_seterr(err, SR_ERR_INVALID_ARG, "max_step_tokens must be in [1, 65536]");
@@ -146,14 +148,17 @@ static bool has_marker(const char *s) {
 
 static float judge_score(const struct sr_run_params *p, const struct sr_judge_out *j) {
     if (p->score_method == SR_SCORE_GREEDY) return j->greedy_value < 0 ? 0.0f : (float)j->greedy_value;
-    /* Expectation over the ten digit tokens, softmax restricted to them. */
+    /* Expectation over digit tokens: the reference's average takes the digits among the ten most
+     * likely tokens (its top_logprobs=10), renormalised, and scores 0 when none is there;
+     * digit-softmax takes all ten digits. */
+    bool top10 = p->score_method == SR_SCORE_AVERAGE;
     float mx = -INFINITY;
     for (int d = 0; d < 10; d++)
-        if (j->digit_ok[d] && j->digit_logit[d] > mx) mx = j->digit_logit[d];
+        if (j->digit_ok[d] && (!top10 || j->digit_top10[d]) && j->digit_logit[d] > mx) mx = j->digit_logit[d];
     if (!isfinite(mx)) return 0.0f;
     double z = 0.0, e = 0.0;
     for (int d = 0; d < 10; d++) {
-        if (!j->digit_ok[d]) continue;
+        if (!j->digit_ok[d] || (top10 && !j->digit_top10[d])) continue;
         double w = exp((double)(j->digit_logit[d] - mx));
         z += w;
         e += w * d;
@@ -333,30 +338,23 @@ static enum sr_status write_direct(struct run *r, struct step *w) {
     return SR_OK;
 }
 
-/* </think> in the adopted step. Without an answer marker it is removed (reference behaviour, so
- * thinking goes on); where thinking really ends the step is cut after "</think>" and the answer
- * phase writes the rest (SR_ANSWER_BASE). Both models are rewritten to hold the adopted text. */
+/* </think> in the adopted step. With an answer marker the step stays whole (its answer, often
+ * the \boxed{} itself, included) and the run stops on it, as the reference does. Without one,
+ * "</think>" is removed and thinking goes on (reference behaviour; both models are rewritten to
+ * hold the adopted text), unless strip_think_end is off: then thinking has ended, and with
+ * SR_ANSWER_BASE the answer phase writes the rest after the step, with SR_ANSWER_LOOP the loop
+ * goes on. */
 static enum sr_status think_end(struct run *r, struct step *w, bool *think_ended, bool *marker) {
     const struct sr_run_params *p = r->p;
     if (!w->g.text.data) sr_buf_append(&w->g.text, "", 0);
     if (w->g.text.oom) return fail(r, NULL, SR_ERR_NOMEM, "out of memory");
     *marker = has_marker(w->g.text.data);
-    const char *te = strstr(w->g.text.data, "</think>");
-    bool rewrite_needed = false;
-    if (te && !*marker && p->strip_think_end) {
-        remove_all(&w->g.text, "</think>");
-        rewrite_needed = true;
-    } else if (te && p->answer_by == SR_ANSWER_BASE) {
-        size_t cut = (size_t)(te - w->g.text.data) + strlen("</think>");
-        w->g.text.len = cut;
-        w->g.text.data[cut] = '\0';
-        rewrite_needed = true;
-        w->tail = "";
-        w->tlen = 0;
-        *think_ended = true;
-        *marker = false; /* the answer phase decides how the run ends */
+    if (*marker || !strstr(w->g.text.data, "</think>")) return SR_OK;
+    if (!p->strip_think_end) {
+        *think_ended = p->answer_by == SR_ANSWER_BASE;
+        return SR_OK;
     }
-    if (!rewrite_needed) return SR_OK;
+    remove_all(&w->g.text, "</think>");
     int64_t t0 = sr_time_us();
     int32_t nt = 0;
     enum sr_status st;
@@ -571,7 +569,9 @@ static enum sr_status answer_phase(struct run *r, enum sr_stop_reason *stop) {
     struct sr_event ev = {.type = SR_EVENT_ANSWER, .step = (int32_t)r->res->n_steps, .text = g.text.data ? g.text.data : "",
                           .len = g.text.len, .author = SR_AUTHOR_ANSWER, .score = -1, .n_tokens = g.n_tokens, .t_ms = t};
     emit(r, &ev);
-    *stop = r->cancelled ? SR_STOP_CANCELLED : g.end == SR_GEN_EOG ? SR_STOP_EOG : SR_STOP_BUDGET;
+    if (r->cancelled) *stop = SR_STOP_CANCELLED;
+    else if (p->max_answer_tokens > 0 && g.end == SR_GEN_EOG) *stop = SR_STOP_EOG;
+    else *stop = SR_STOP_ANSWER_MAX; /* cut at max_answer_tokens (or none allowed) */
     sr_buf_free(&g.text);
     return SR_OK;
 }
