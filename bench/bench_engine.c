@@ -34,7 +34,7 @@ static double decode_ms(struct sr_lm *lm, int n, int reps) {
     for (int r = 0; r < reps && r < 16; r++) {
         const char *prompt = "<|im_start|>user\nCount: 1 2 3<|im_end|>\n<|im_start|>assistant\n<think>\n";
         int32_t np = 0;
-        if (lm->ops->reset(lm, prompt, strlen(prompt), &np) != SR_OK) return -1;
+        if (lm->ops->reset(lm, &(struct sr_seg){prompt, strlen(prompt), true}, 1, &np) != SR_OK) return -1;
         lm->ops->set_sampling(lm, 0.0f, 1.0f, 0);
         struct sr_gen_out g = {0};
         int64_t t0 = sr_time_us();
@@ -123,7 +123,7 @@ int main(int argc, char **argv) {
     sr_prompt_judge_suffix(lb, user, SR_JUDGE_PROMPT, SR_JUDGE_PREFILL, &suffix);
     const char *cand = "So the average speed is 200 km divided by 2.5 hours, which is 80 km/h.\n\n";
     int32_t n_ctx_tok = 0;
-    lb->ops->reset(lb, ctx.data, ctx.len, &n_ctx_tok);
+    lb->ops->reset(lb, &(struct sr_seg){ctx.data, ctx.len, true}, 1, &n_ctx_tok);
     int64_t mark = lb->ops->mark(lb);
     double jv[16];
     struct sr_judge_out j = {0};

@@ -77,15 +77,15 @@ int main(int argc, char **argv) {
     for (int r = 0; r < reps; r++) {
         int32_t np = 0;
         struct sr_gen_out a = {0}, b = {0};
-        T->ops->reset(T, prompt, strlen(prompt), &np);
+        T->ops->reset(T, &(struct sr_seg){prompt, strlen(prompt), true}, 1, &np);
         T->ops->set_sampling(T, 0.0f, 1.0f, 0);
         int64_t t0 = sr_time_us();
         if (T->ops->generate(T, NULL, n, &a) != SR_OK) { fprintf(stderr, "generate: %s\n", T->errmsg); return 1; }
         plain[r] = (double)(sr_time_us() - t0) / 1000.0;
         n_plain = a.n_tokens;
 
-        T->ops->reset(T, prompt, strlen(prompt), &np);
-        D->ops->reset(D, prompt, strlen(prompt), &np);
+        T->ops->reset(T, &(struct sr_seg){prompt, strlen(prompt), true}, 1, &np);
+        D->ops->reset(D, &(struct sr_seg){prompt, strlen(prompt), true}, 1, &np);
         T->ops->set_sampling(T, 0.0f, 1.0f, 0);
         struct sr_sd_stats st = {0};
         t0 = sr_time_us();

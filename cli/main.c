@@ -14,10 +14,11 @@
 
 #include "opts.h"
 #include "specreason.h"
+#include "template.h"
 
 struct cli {
     struct common_opts o; /* models, steps, sampling, drafting, hardware (cli/opts.c) */
-    const char *prompt, *file, *mode, *color, *template_name, *prompt_template;
+    const char *prompt, *file, *mode, *color, *template_name, *prompt_template, *choice[4];
     double threshold;
     uint64_t seed;
     bool json, quiet, verbose, help, version, spec_decode;
@@ -36,7 +37,12 @@ static const struct opt OPTS[] = {
     {"seed", 's', OPT_U64, &C.seed, 0, 0, "sampling seed (default 0)"},
     COMMON_OPTS_THINKING(C.o),
     {"template", 0, OPT_STR, &C.template_name, 0, 0, "math | gpqa | raw: the user message around the problem (default math)"},
-    {"prompt-template", 0, OPT_STR, &C.prompt_template, 0, 0, "custom user message; {problem} is replaced"},
+    {"prompt-template", 0, OPT_STR, &C.prompt_template, 0, 0,
+     "custom user message; {problem} (required) and {ans_a}..{ans_d} are replaced"},
+    {"choice-a", 0, OPT_STR, &C.choice[0], 0, 0, "multiple choice (--template gpqa): the text of choice A"},
+    {"choice-b", 0, OPT_STR, &C.choice[1], 0, 0, "the text of choice B"},
+    {"choice-c", 0, OPT_STR, &C.choice[2], 0, 0, "the text of choice C"},
+    {"choice-d", 0, OPT_STR, &C.choice[3], 0, 0, "the text of choice D"},
     COMMON_OPTS_JUDGE(C.o),
     {"spec-decode", 0, OPT_FLAG, &C.spec_decode, 0, 0, "token-level speculative decoding wherever the base model writes"},
     COMMON_OPTS_DRAFT(C.o, ""),
@@ -66,7 +72,7 @@ static void on_set(const struct opt *o, void *user) {
     common_opts_on_set(&C.o, o);
 }
 
-static char *read_all(FILE *f) {
+static char *read_all(FILE *f, size_t *n_read) {
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
     if (!buf) return NULL;
@@ -83,6 +89,7 @@ static char *read_all(FILE *f) {
     }
     if (ferror(f)) { free(buf); return NULL; }
     buf[len] = '\0';
+    *n_read = len;
     return buf;
 }
 
@@ -198,13 +205,23 @@ int main(int argc, char **argv) {
         if ((rc = pick(C.color, "colour mode", m, 3, &v))) return rc;
         if (v < 2) color = v;
     }
-    rp->prompt_template = SR_PROMPT_MATH;
+    const char *tmpl = SR_PROMPT_MATH;
     if (C.template_name) {
         static const char *const m[] = {"math", "gpqa", "raw"};
         if ((rc = pick(C.template_name, "template", m, 3, &v))) return rc;
-        rp->prompt_template = v == 0 ? SR_PROMPT_MATH : v == 1 ? SR_PROMPT_GPQA : "{problem}";
+        tmpl = v == 0 ? SR_PROMPT_MATH : v == 1 ? SR_PROMPT_GPQA : "{problem}";
     }
-    if (C.prompt_template) rp->prompt_template = C.prompt_template;
+    if (C.prompt_template) tmpl = C.prompt_template;
+    if (!strstr(tmpl, "{problem}")) return bad("the prompt template has no {problem}");
+    int n_choices = 0;
+    for (int k = 0; k < 4; k++) n_choices += C.choice[k] != NULL;
+    bool has_choices = cli_template_has_choices(tmpl);
+    if (has_choices && n_choices < 4)
+        return bad("the prompt template shows four choices: give them with --choice-a, --choice-b, --choice-c and "
+                   "--choice-d");
+    if (!has_choices && n_choices)
+        return bad("--choice-a..--choice-d need a template that shows them ({ans_a}..{ans_d}, e.g. --template gpqa)");
+    rp->prompt_template = "{problem}"; /* the user message is filled here (cli/template.c) */
     rp->threshold = (float)C.threshold;
     rp->seed = C.seed;
     rp->spec_decode = C.spec_decode;
@@ -216,24 +233,35 @@ int main(int argc, char **argv) {
         return bad("mode %s%s needs --small", sr_mode_str(rp->mode), rp->spec_decode ? " with --spec-decode" : "");
     if (need_base && !C.o.base_path) return bad("mode %s needs --base", sr_mode_str(rp->mode));
 
-    char *problem = NULL;
+    char *text = NULL;
+    size_t text_len = 0;
     if (C.prompt && C.file) return bad("give the problem with -p or -f, not both");
     if (C.prompt) {
-        problem = strdup(C.prompt);
+        text = strdup(C.prompt);
+        text_len = text ? strlen(text) : 0;
     } else if (C.file && strcmp(C.file, "-") != 0) {
         FILE *f = fopen(C.file, "rb");
         if (!f) { fprintf(stderr, "specreason: %s: %s\n", C.file, strerror(errno)); return 1; }
-        problem = read_all(f);
+        text = read_all(f, &text_len);
         fclose(f);
     } else {
         if (!C.file && isatty(STDIN_FILENO)) return bad("no problem given (use -p, -f or standard input)");
-        problem = read_all(stdin);
+        text = read_all(stdin, &text_len);
     }
-    if (!problem) { fprintf(stderr, "specreason: could not read the problem: %s\n", strerror(errno)); return 1; }
-    if (strspn(problem, " \t\r\n") == strlen(problem)) {
-        free(problem);
+    if (!text) { fprintf(stderr, "specreason: could not read the problem: %s\n", strerror(errno)); return 1; }
+    const char *nul = memchr(text, '\0', text_len);
+    if (nul) {
+        size_t at = (size_t)(nul - text);
+        free(text);
+        return bad("the problem contains a NUL byte (at byte %zu); problems are text", at);
+    }
+    if (strspn(text, " \t\r\n") == strlen(text)) {
+        free(text);
         return bad("no problem given (the problem text is empty)");
     }
+    char *problem = cli_fill_template(tmpl, text, has_choices ? C.choice : NULL);
+    free(text);
+    if (!problem) { fprintf(stderr, "specreason: out of memory\n"); return 1; }
 
     if (C.verbose) sr_log_set(log_stderr, NULL, SR_LOG_WARN);
     else sr_log_set(NULL, NULL, SR_LOG_ERROR);

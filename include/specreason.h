@@ -150,6 +150,7 @@ enum sr_stop_reason {
     SR_STOP_EOG = 4,       /* the answer ended with an end-of-generation token */
     SR_STOP_CANCELLED = 5, /* the event callback returned false */
     SR_STOP_ANSWER_MAX = 6, /* the answer after </think> was cut at max_answer_tokens (also 0) */
+    SR_STOP_CONTEXT = 7,   /* a model's context filled up mid-run; the steps so far are kept */
 };
 
 struct sr_sampling {

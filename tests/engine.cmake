@@ -26,12 +26,13 @@ add_test(NAME models_sd_generate
             -P ${CMAKE_CURRENT_SOURCE_DIR}/scripts/genmodels.cmake)
 set_tests_properties(models_sd_generate PROPERTIES FIXTURES_SETUP models_sd LABELS model TIMEOUT 300)
 sr_add_test(test_specdecode SOURCES test_specdecode.c LABELS model FIXTURES models_sd ARGS ${SR_MODEL_DIR})
-# Fidelity of the llama.cpp backend: small models whose vocabularies say add_bos_token true and
-# false.
+# Fidelity and defects of the llama.cpp backend: small models whose vocabularies say add_bos_token
+# true and false, and one with a 300-byte token; BOS, long tokens, special-token text in problems
+# and steps, the judge's kept row, foreign draft models.
 add_test(NAME models_bos_generate
     COMMAND ${CMAKE_COMMAND} -DGENMODEL=$<TARGET_FILE:sr-genmodel> -DVOCAB=${SR_VOCAB_GGUF}
             -DMODEL_DIR=${SR_MODEL_DIR}
-            "-DSPECS=small-bos1|small|5|--add-bos true;small-bos0|small|5|--add-bos false"
+            "-DSPECS=small-bos1|small|5|--add-bos true;small-bos0|small|5|--add-bos false;small-long|small|6|--pad-vocab 2 --long-token 300"
             -P ${CMAKE_CURRENT_SOURCE_DIR}/scripts/genmodels.cmake)
 set_tests_properties(models_bos_generate PROPERTIES FIXTURES_SETUP models_bos LABELS model TIMEOUT 300)
 add_test(NAME test_engine_fidelity COMMAND test_engine --fidelity ${SR_MODEL_DIR})

@@ -61,6 +61,18 @@ assert st["adopted_tokens"] == sum(s["tokens"] for s in r["steps"])
 PY
 then ok; else bad "json content"; fi
 
+# The user message: --prompt-template needs {problem}; the GPQA template needs its four choices,
+# which then reach the prompt; a problem with a NUL byte is refused, not cut.
+expect 2 "has no \{problem\}" -- "$cli" "${common[@]}" --prompt-template "Solve this." -p x
+expect 2 "choice-a" -- "$cli" "${common[@]}" --template gpqa -p "Which?"
+expect 2 "need a template that shows them" -- "$cli" "${common[@]}" --choice-a 1 --choice-b 2 --choice-c 3 --choice-d 4 -p "Which?"
+gp() { "$cli" "${common[@]}" --mode base --budget 1 --max-step-tokens 1 --json --template gpqa "$@" 2>/dev/null |
+       python3 -c 'import json,sys; print(json.load(sys.stdin)["stats"]["prompt_tokens_base"])'; }
+short=$(gp --choice-a 1 --choice-b 2 --choice-c 3 --choice-d 4 -p "Which?")
+long=$(gp --choice-a "one thousand and one" --choice-b "two thousand and two" --choice-c "three thousand" --choice-d "four thousand" -p "Which?")
+[ -n "$short" ] && [ -n "$long" ] && [ "$long" -gt "$short" ] && ok || bad "GPQA choices did not reach the prompt ($short vs $long tokens)"
+printf 'What is\0 2+2?' > "$dir/cli-nul.txt"
+expect 2 "NUL byte" -- "$cli" "${common[@]}" -f "$dir/cli-nul.txt"
 expect 0 "digit-softmax" -- "$cli" "${common[@]}" --score digit-softmax --quiet -p "What is 2+3?"
 expect 2 "unknown score method 'mean'" -- "$cli" "${common[@]}" --score mean -p x
 

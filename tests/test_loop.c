@@ -4,7 +4,8 @@
  * prefix + adopted steps — is checked by string comparison after every run. Also: accept/reject
  * sequences, stop rules, first-N, </think> handling, the answer phase, cancellation, parameter
  * validation and failure injection (every operation failing in turn must give an error and leak
- * nothing under ASan), the reference's average score and stop reasons.
+ * nothing under ASan), the reference's average score, stop reasons, a context that fills up
+ * mid-run, and which prompt text is template text (only the template's own pieces).
  */
 #include <math.h>
 #include <stdio.h>
@@ -25,8 +26,15 @@ struct fake {
     int calls;   /* operations so far */
     int fail_at; /* operation number that fails (0 = never) */
     int n_judge, n_generate;
+    size_t ctx_limit;     /* bytes the context may hold (0 = no limit): beyond, CONTEXT_FULL */
     bool judge_nondigit;  /* the judge's most likely tokens are no digits at all */
+    struct sr_buf content; /* the prompt text passed as plain text (not template) */
 };
+
+static enum sr_status check_limit(struct fake *f, size_t add) {
+    if (f->ctx_limit && f->ctx.len + add > f->ctx_limit) return sr_lm_fail(&f->base, SR_ERR_CONTEXT_FULL, "context full");
+    return SR_OK;
+}
 
 static int ntok(const char *s, size_t n) {
     (void)s;
@@ -39,12 +47,16 @@ static enum sr_status maybe_fail(struct fake *f) {
     return SR_OK;
 }
 
-static enum sr_status f_reset(struct sr_lm *lm, const char *text, size_t len, int32_t *n) {
+static enum sr_status f_reset(struct sr_lm *lm, const struct sr_seg *segs, size_t n_segs, int32_t *n) {
     struct fake *f = (struct fake *)lm;
     if (maybe_fail(f)) return SR_ERR_BACKEND;
     sr_buf_clear(&f->ctx);
-    sr_buf_append(&f->ctx, text, len);
-    *n = ntok(text, len);
+    sr_buf_clear(&f->content);
+    for (size_t i = 0; i < n_segs; i++) {
+        sr_buf_append(&f->ctx, segs[i].text, segs[i].len);
+        if (!segs[i].special) sr_buf_append(&f->content, segs[i].text, segs[i].len);
+    }
+    *n = ntok(f->ctx.data, f->ctx.len);
     return SR_OK;
 }
 
@@ -56,6 +68,7 @@ static enum sr_status f_generate(struct sr_lm *lm, const char *delim, int32_t ma
     size_t n = strlen(s);
     bool cut = ntok(s, n) > max_tokens;
     if (cut) n = (size_t)max_tokens * 4;
+    if (check_limit(f, n + (delim ? strlen(delim) : 0))) return SR_ERR_CONTEXT_FULL;
     sr_buf_append(&out->text, s, n);
     out->n_tokens = ntok(s, n);
     out->end = cut ? SR_GEN_MAX : delim ? SR_GEN_DELIM : SR_GEN_EOG;
@@ -67,6 +80,7 @@ static enum sr_status f_generate(struct sr_lm *lm, const char *delim, int32_t ma
 static enum sr_status f_append(struct sr_lm *lm, const char *text, size_t len, int32_t *n) {
     struct fake *f = (struct fake *)lm;
     if (maybe_fail(f)) return SR_ERR_BACKEND;
+    if (check_limit(f, len)) return SR_ERR_CONTEXT_FULL;
     sr_buf_append(&f->ctx, text, len);
     if (n) *n = ntok(text, len);
     return SR_OK;
@@ -87,6 +101,7 @@ static enum sr_status f_judge(struct sr_lm *lm, const char *cand, size_t len, co
                               struct sr_judge_out *out) {
     struct fake *f = (struct fake *)lm;
     if (maybe_fail(f)) return SR_ERR_BACKEND;
+    if (check_limit(f, len)) return SR_ERR_CONTEXT_FULL;
     f->n_judge++;
     memset(out, 0, sizeof *out);
     int s = f->i_score < f->n_scores ? f->scores[f->i_score++] : 0;
@@ -118,7 +133,10 @@ static enum sr_status f_render(struct sr_lm *lm, const struct sr_chat_msg *m, si
     return SR_OK;
 }
 
-static void f_free(struct sr_lm *lm) { sr_buf_free(&((struct fake *)lm)->ctx); }
+static void f_free(struct sr_lm *lm) {
+    sr_buf_free(&((struct fake *)lm)->ctx);
+    sr_buf_free(&((struct fake *)lm)->content);
+}
 
 static const struct sr_lm_ops fake_ops = {f_reset, f_generate, f_append, f_mark, f_rollback,
                                           f_judge, f_sampling, f_render, f_free, NULL, NULL};
@@ -194,6 +212,11 @@ static void test_accept_reject(void) {
     CHECK(r->answer == NULL);
     check_ctx(&s, r, "2+2?", false);
     check_ctx(&b, r, "2+2?", false);
+    /* Only the user message is plain text; the template's own pieces are template text. */
+    char *u = sr_prompt_fill(SR_PROMPT_MATH, "2+2?");
+    CHECK_STR(s.content.data ? s.content.data : "", u);
+    CHECK_STR(b.content.data ? b.content.data : "", u);
+    free(u);
     sr_result_free(r);
     f_free(&s.base);
     f_free(&b.base);
@@ -403,6 +426,35 @@ static void test_think_end(void) {
         f_free(&b.base);
     }
     CHECK_STR(sr_stop_str(SR_STOP_ANSWER_MAX), "answer-max");
+    CHECK_STR(sr_stop_str(SR_STOP_CONTEXT), "context");
+}
+
+/* A context that fills up mid-run (the up-front check cannot see a pair's different tokenizers)
+ * ends the run with the steps so far and stop reason "context", not an error. */
+static void test_context_full(void) {
+    static const char *sg[] = {"step zero", "step one", "step two", "step three \\boxed{1}"};
+    static const int sc[] = {9, 9, 9, 9};
+    for (int which = 0; which < 2; which++) {
+        struct fake s, b;
+        fake_init(&s, "small", sg, 4, NULL, 0);
+        fake_init(&b, "base", NULL, 0, sc, 4);
+        struct sr_run_params p = params(SR_MODE_SPEC, 7);
+        struct sr_result *r = run(&s, &b, &p, SR_OK);
+        CHECK(r && r->n_steps == 4);
+        size_t full = which ? b.ctx.len : s.ctx.len; /* context length of a whole run */
+        sr_result_free(r);
+        f_free(&s.base);
+        f_free(&b.base);
+        fake_init(&s, "small", sg, 4, NULL, 0);
+        fake_init(&b, "base", NULL, 0, sc, 4);
+        (which ? &b : &s)->ctx_limit = full - strlen("step three \\boxed{1}\n\n"); /* 3 steps fit */
+        r = run(&s, &b, &p, SR_OK);
+        CHECK(r && r->n_steps == 3 && r->stop == SR_STOP_CONTEXT);
+        if (r) CHECK_STR(r->text, "step zero\n\nstep one\n\nstep two\n\n");
+        sr_result_free(r);
+        f_free(&s.base);
+        f_free(&b.base);
+    }
 }
 
 struct cancel_ctx {
@@ -499,6 +551,7 @@ int main(void) {
     test_repeat_and_budget();
     test_first_n();
     test_think_end();
+    test_context_full();
     test_events_cancel();
     test_invalid_params();
     test_fault_injection();

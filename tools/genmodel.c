@@ -47,6 +47,7 @@ struct gen_params {
     const char *quantize;  /* --quantize TYPE: quantize --input instead of generating */
     const char *input;
     int add_bos;           /* tokenizer.ggml.add_bos_token: -1 = as the vocab file, 0 = false, 1 = true */
+    long long_token;       /* the last padding token's text is this many bytes long (0 = as usual) */
 };
 
 struct preset {
@@ -149,6 +150,7 @@ static void usage(FILE *f) {
             "  --pad-vocab N         append N unused \"[PAD<id>]\" tokens, as padded vocabularies do\n"
             "                          (QwQ-32B has 152064 entries, R1-Distill-Qwen-1.5B 151936)\n"
             "  --add-bos true|false  set tokenizer.ggml.add_bos_token (default: as in --vocab)\n"
+            "  --long-token N        the last --pad-vocab token gets an N-byte text (tests of long tokens)\n"
             "  --quantize TYPE       instead of generating, quantize --input to TYPE (q8_0, q4_0, f16)\n"
             "                          with llama.cpp: a cheaper copy that predicts almost the same\n"
             "  --input PATH          the model to quantize\n"
@@ -230,7 +232,7 @@ static void parse_args(int argc, char **argv, struct gen_params *p) {
         static const char *const with_value[] = {
             "--vocab", "-o", "--output", "--layers", "--embd", "--heads", "--kv-heads", "--ff",
             "--ctx", "--seed", "--preset", "--bias-newlines", "--bias-digits", "--pad-vocab",
-            "--quantize", "--input", "--add-bos"};
+            "--quantize", "--input", "--add-bos", "--long-token"};
         bool known = false;
         for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) {
             known = known || strcmp(name, with_value[k]) == 0;
@@ -272,6 +274,8 @@ static void parse_args(int argc, char **argv, struct gen_params *p) {
             p->quantize = val;
         } else if (strcmp(name, "--input") == 0) {
             p->input = val;
+        } else if (strcmp(name, "--long-token") == 0) {
+            p->long_token = parse_long(name, val, 0, 4096);
         } else if (strcmp(name, "--add-bos") == 0) {
             if (strcmp(val, "true") == 0) {
                 p->add_bos = 1;
@@ -291,6 +295,9 @@ static void parse_args(int argc, char **argv, struct gen_params *p) {
                 die("--preset: unknown preset '%s' (small | base)", val);
             }
         }
+    }
+    if (p->long_token > 0 && (p->pad_vocab < 1 || p->long_token < 7)) {
+        die("--long-token needs --pad-vocab 1 or more and a length of at least 7");
     }
     if (p->quantize != NULL) {
         if (p->input == NULL) {
@@ -609,6 +616,18 @@ int main(int argc, char **argv) {
             snprintf(names + 32 * i, 32, "[PAD%zu]", n_vocab + (size_t)i);
             strs[n_vocab + (size_t)i] = names + 32 * i;
         }
+        char *long_name = NULL;
+        if (p.long_token > 0) { /* "[LONG" + x... + "]", p.long_token bytes in all */
+            long_name = malloc((size_t)p.long_token + 8);
+            if (long_name == NULL) {
+                die("out of memory");
+            }
+            memset(long_name, 'x', (size_t)p.long_token);
+            memcpy(long_name, "[LONG", 5);
+            long_name[p.long_token - 1] = ']';
+            long_name[p.long_token] = '\0';
+            strs[n_vocab + (size_t)p.pad_vocab - 1] = long_name;
+        }
         gguf_set_arr_str(g, "tokenizer.ggml.tokens", strs, n_new);
         int64_t id_types = gguf_find_key(vocab, "tokenizer.ggml.token_type");
         if (id_types >= 0 && gguf_get_kv_type(vocab, id_types) == GGUF_TYPE_ARRAY &&
@@ -617,11 +636,15 @@ int main(int argc, char **argv) {
             for (size_t i = n_vocab; i < n_new; i++) {
                 types[i] = 5; /* LLAMA_TOKEN_TYPE_UNUSED */
             }
+            if (long_name != NULL) {
+                types[n_new - 1] = 4; /* LLAMA_TOKEN_TYPE_USER_DEFINED: its text is its piece */
+            }
             gguf_set_arr_data(g, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types, n_new);
         }
         free(strs);
         free(names);
         free(types);
+        free(long_name);
         n_vocab = n_new;
     }
 

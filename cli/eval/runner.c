@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "eval.h"
+#include "template.h"
 #include "specreason_grade.h"
 
 void fmt_dur(double s, char *buf, size_t size) {
@@ -80,32 +81,6 @@ static enum sr_status local_open(const struct sr_engine_params *ep, struct backe
 
 /* ------------------------------------------------------------------------------------------ */
 /* Prompts and grading                                                                        */
-
-/* The user message: one pass over tmpl replacing {problem} and, when choices is set,
- * {ans_a}..{ans_d}. Substituted text is never rescanned, so a problem or a choice that contains
- * "{problem}" stays as it is. */
-static char *fill_template(const char *tmpl, const char *problem, const char *const *choices) {
-    static const char *const keys[5] = {"{problem}", "{ans_a}", "{ans_b}", "{ans_c}", "{ans_d}"};
-    struct sr_buf b = {0};
-    const char *p = tmpl;
-    while (*p) {
-        int hit = -1;
-        if (*p == '{')
-            for (int k = 0; k < (choices ? 5 : 1); k++)
-                if (strncmp(p, keys[k], strlen(keys[k])) == 0) { hit = k; break; }
-        if (hit < 0) {
-            const char *next = strchr(p + 1, '{');
-            size_t n = next ? (size_t)(next - p) : strlen(p);
-            sr_buf_append(&b, p, n);
-            p += n;
-            continue;
-        }
-        sr_buf_puts(&b, hit == 0 ? problem : choices[hit - 1]);
-        p += strlen(keys[hit]);
-    }
-    if (!b.data && !b.oom) sr_buf_puts(&b, "");
-    return sr_buf_take(&b);
-}
 
 /* GPQA choices for one sample: the loader shuffled the answers with the base seed (sample 0);
  * sample s reshuffles the same answers with seed + s, so the correct answer's position varies
@@ -175,10 +150,10 @@ static int prepare_item(struct item *it, const struct sr_problem *p, int64_t sam
         int correct = sample_choices(p, C.seed, it->seed, ch, it->perm);
         it->letter[0] = (char)('A' + (correct < 0 ? 0 : correct));
         it->truth = it->letter;
-        it->user_msg = fill_template(tmpl, p->problem, ch);
+        it->user_msg = cli_fill_template(tmpl, p->problem, ch);
     } else {
         it->truth = p->answer ? p->answer : "";
-        it->user_msg = fill_template(tmpl, p->problem, NULL);
+        it->user_msg = cli_fill_template(tmpl, p->problem, NULL);
     }
     return it->user_msg ? 0 : fail("out of memory");
 }

@@ -4,13 +4,17 @@
  *
  * State per context: the tokens held in the KV cache (sequence 0, positions 0..n-1) and whether
  * the logits of the last decode belong to position n-1 ("logits ready"). Sampling needs them.
- * A judge call appends a candidate and then rolls back, which loses them; so before judging, the
- * current logits row is saved, and a rollback to exactly that point restores it. A step the base
- * model writes after a rejection is then sampled from the very logits it would have seen without
- * speculation (bit-identical output, no extra decode). Other rollbacks decode the last token again.
+ * A judge call appends a candidate and the judge suffix and then rolls back, which loses them; so
+ * two logits rows are kept: the one before the candidate (current when judging starts) and the one
+ * after the candidate's last token (read from the judge's own batch). A rollback to exactly one of
+ * those points restores its row: a step the base model writes after a rejection is sampled from the
+ * very logits it would have seen without speculation (bit-identical output, no extra decode), also
+ * when the previous step was an accepted candidate. Other rollbacks decode the last token again.
  *
- * The prompt's first prefill starts with BOS when the vocabulary says so
- * (tokenizer.ggml.add_bos_token), never mid-sequence.
+ * Tokenization: text from a user or a model is tokenized as text (parse_special = false: a problem
+ * that contains "<|im_end|>" stays those characters); only chat-template text (prompt segments
+ * marked special, the judge suffix) has its control tokens recognised. The prompt's first prefill
+ * starts with BOS when the vocabulary says so (tokenizer.ggml.add_bos_token), never mid-sequence.
  *
  * Every input is validated before llama.cpp sees it (token ids come from our own tokenizer
  * calls, positions are tracked here, the context capacity is checked before each decode),
@@ -84,6 +88,11 @@ struct sr_llama_model {
     int32_t n_threads, n_threads_batch;
     llama_token digit_tok[10];
     bool digit_ok[10];
+    int32_t max_piece;  /* longest token text in bytes (special tokens rendered) */
+    llama_token *ctrl;  /* control tokens, recognised in template text only */
+    int32_t *ctrl_len;  /* their text lengths */
+    const char **ctrl_text;
+    int32_t n_ctrl;
 };
 
 static int online_cores(void) {
@@ -147,6 +156,29 @@ enum sr_status sr_llama_model_load(const struct sr_model_params *p, const char *
         m->digit_ok[d] = (n == 1);
         m->digit_tok[d] = n == 1 ? t[0] : LLAMA_TOKEN_NULL;
     }
+    /* Token texts are sized from the vocabulary, and the control tokens listed for template text. */
+    m->ctrl = malloc((size_t)m->n_vocab * sizeof *m->ctrl);
+    m->ctrl_len = malloc((size_t)m->n_vocab * sizeof *m->ctrl_len);
+    m->ctrl_text = malloc((size_t)m->n_vocab * sizeof *m->ctrl_text);
+    if (!m->ctrl || !m->ctrl_len || !m->ctrl_text) {
+        sr_llama_model_free(m);
+        return sr_seterr(err, SR_ERR_NOMEM, "out of memory");
+    }
+    char pbuf[256];
+    m->max_piece = 1;
+    for (llama_token t = 0; t < m->n_vocab; t++) {
+        int32_t n = llama_token_to_piece(m->vocab, t, pbuf, sizeof pbuf, 0, true);
+        if (n < 0) n = -n;
+        if (n > m->max_piece) m->max_piece = n;
+        enum llama_token_attr a = llama_vocab_get_attr(m->vocab, t);
+        const char *txt = llama_vocab_get_text(m->vocab, t);
+        if ((a & (LLAMA_TOKEN_ATTR_CONTROL | LLAMA_TOKEN_ATTR_UNKNOWN)) && txt && *txt) {
+            m->ctrl[m->n_ctrl] = t;
+            m->ctrl_text[m->n_ctrl] = txt;
+            m->ctrl_len[m->n_ctrl] = (int32_t)strlen(txt);
+            m->n_ctrl++;
+        }
+    }
     *out = m;
     return SR_OK;
 }
@@ -154,6 +186,9 @@ enum sr_status sr_llama_model_load(const struct sr_model_params *p, const char *
 void sr_llama_model_free(struct sr_llama_model *m) {
     if (!m) return;
     if (m->model) llama_model_free(m->model);
+    free(m->ctrl);
+    free(m->ctrl_len);
+    free(m->ctrl_text);
     free(m->path);
     free(m);
 }
@@ -215,14 +250,20 @@ struct lm_llama {
     llama_token *toks; /* tokens in the KV cache, positions 0..n_toks-1 */
     int64_t n_toks, cap_toks;
     bool logits_ready; /* last decode's final logits are for position n_toks-1 */
-    float *saved;      /* logits row for position saved_n-1, kept across a judge's rollback */
-    int64_t saved_n;   /* -1 = nothing saved */
-    bool use_saved;    /* the logits for position n_toks-1 are in `saved` */
+    struct {
+        float *v;      /* logits row predicting the token after the first n cache tokens */
+        int64_t n;     /* -1 = empty */
+    } kept[2];         /* kept across rollbacks (see the top of the file) */
+    int cur;           /* the kept row for position n_toks-1, or -1 */
+    float *row_tmp;    /* scratch row (the judge's candidate row) */
+    char *pbuf;        /* one token's text (max_piece + 1 bytes) */
     llama_token_data *cand; /* n_vocab candidates for sampling */
     bool greedy;            /* temperature <= 0: argmax, no sampler chain needed */
 
     llama_token *tmp; /* scratch for tokenization */
     int64_t cap_tmp;
+    llama_token *seg; /* the prompt's tokens (lm_reset) */
+    int64_t n_seg, cap_seg;
 
     char *suffix_text; /* cached tokenization of the last judge suffix */
     size_t suffix_len;
@@ -252,21 +293,33 @@ static bool grow_tokens(llama_token **arr, int64_t *cap, int64_t need) {
     return true;
 }
 
-/* Tokenizes text into L->tmp; returns the count or -1 (message set). */
-static int64_t tokenize(struct lm_llama *L, const char *text, size_t len) {
+/* Tokenizes text into L->tmp; returns the count or -1 (message set). special: recognise control
+ * tokens (template text only; text from users and models is never parsed for them). */
+static int64_t tokenize(struct lm_llama *L, const char *text, size_t len, bool special) {
     if (len > INT32_MAX / 2) { sr_lm_fail(&L->base, SR_ERR_INVALID_ARG, "text too long to tokenize"); return -1; }
     if (len == 0) return 0;
     int64_t want = (int64_t)len + 8;
     if (!grow_tokens(&L->tmp, &L->cap_tmp, want)) { sr_lm_fail(&L->base, SR_ERR_NOMEM, "out of memory"); return -1; }
     int64_t t0 = sr_time_us();
-    int32_t n = llama_tokenize(L->m->vocab, text, (int32_t)len, L->tmp, (int32_t)L->cap_tmp, false, true);
+    int32_t n = llama_tokenize(L->m->vocab, text, (int32_t)len, L->tmp, (int32_t)L->cap_tmp, false, special);
     if (n < 0 && n != INT32_MIN) {
         if (!grow_tokens(&L->tmp, &L->cap_tmp, -(int64_t)n)) { sr_lm_fail(&L->base, SR_ERR_NOMEM, "out of memory"); return -1; }
-        n = llama_tokenize(L->m->vocab, text, (int32_t)len, L->tmp, (int32_t)L->cap_tmp, false, true);
+        n = llama_tokenize(L->m->vocab, text, (int32_t)len, L->tmp, (int32_t)L->cap_tmp, false, special);
     }
     L->base.t_backend_us += sr_time_us() - t0;
     if (n < 0) { sr_lm_fail(&L->base, SR_ERR_BACKEND, "tokenization failed"); return -1; }
     return n;
+}
+
+/* Keeps lg as the row after the first n cache tokens, in the slot that already holds n, else an
+ * empty one, else the one that does not hold `protect`. */
+static void keep_logits(struct lm_llama *L, const float *lg, int64_t n, int64_t protect) {
+    int k = L->kept[0].n == n ? 0 : L->kept[1].n == n ? 1 : L->kept[0].n < 0 ? 0 : L->kept[1].n < 0 ? 1
+          : L->kept[0].n == protect ? 1 : 0;
+    memcpy(L->kept[k].v, lg, (size_t)L->m->n_vocab * sizeof *lg);
+    L->kept[k].n = n;
+    if (L->n_toks == n) L->cur = k;
+    else if (L->cur == k) L->cur = -1;
 }
 
 /* Drops cache positions >= n. */
@@ -279,14 +332,19 @@ static enum sr_status truncate_to(struct lm_llama *L, int64_t n) {
     if (!ok) return sr_lm_fail(&L->base, SR_ERR_BACKEND, "this model's cache cannot be rolled back (recurrent architecture?)");
     L->n_toks = n;
     L->logits_ready = false;
-    if (L->saved_n > n) L->saved_n = -1;
-    L->use_saved = L->saved_n == n;
+    L->cur = -1;
+    for (int k = 0; k < 2; k++) {
+        if (L->kept[k].n > n) L->kept[k].n = -1;
+        if (L->kept[k].n == n) L->cur = k;
+    }
     return SR_OK;
 }
 
-/* Decodes toks[0..n) after the cache; logits for the last one if want_logits. On failure the
- * cache is restored to what it held before. */
-static enum sr_status decode(struct lm_llama *L, const llama_token *toks, int64_t n, bool want_logits) {
+/* Decodes toks[0..n) after the cache; logits for the last one if want_logits, and row `extra`
+ * (an index into toks, -1 = none) copied to extra_out. On failure the cache is restored to what it
+ * held before. */
+static enum sr_status decode_rows(struct lm_llama *L, const llama_token *toks, int64_t n, bool want_logits,
+                                  int64_t extra, float *extra_out) {
     if (n <= 0) return SR_OK;
     if (L->n_toks + n > L->base.n_ctx)
         return sr_lm_fail(&L->base, SR_ERR_CONTEXT_FULL, "context full: %lld + %lld tokens exceed n_ctx %lld",
@@ -308,6 +366,8 @@ static enum sr_status decode(struct lm_llama *L, const llama_token *toks, int64_
         }
         bool last = off + k == n;
         if (last && want_logits) L->batch.logits[k - 1] = 1;
+        bool has_extra = extra >= off && extra < off + k;
+        if (has_extra) L->batch.logits[extra - off] = 1;
         int64_t t0 = sr_time_us();
         int32_t rc = llama_decode(L->ctx, L->batch);
         L->base.t_backend_us += sr_time_us() - t0;
@@ -320,12 +380,20 @@ static enum sr_status decode(struct lm_llama *L, const llama_token *toks, int64_
             if (rc == 2) return sr_lm_fail(&L->base, SR_ERR_ABORTED, "llama_decode: aborted");
             return sr_lm_fail(&L->base, SR_ERR_BACKEND, "llama_decode failed (%d)", rc);
         }
+        if (has_extra) {
+            const float *lg = llama_get_logits_ith(L->ctx, (int32_t)(extra - off));
+            if (lg) memcpy(extra_out, lg, (size_t)L->m->n_vocab * sizeof *lg);
+        }
         memcpy(L->toks + L->n_toks, toks + off, (size_t)k * sizeof *toks);
         L->n_toks += k;
     }
     L->logits_ready = want_logits;
-    L->use_saved = false;
+    L->cur = -1;
     return SR_OK;
+}
+
+static enum sr_status decode(struct lm_llama *L, const llama_token *toks, int64_t n, bool want_logits) {
+    return decode_rows(L, toks, n, want_logits, -1, NULL);
 }
 
 /* Decodes toks[0..n) (n <= n_batch) with logits on every row, for verification. */
@@ -350,19 +418,19 @@ static enum sr_status decode_all_logits(struct lm_llama *L, const llama_token *t
     if (rc != 0) {
         llama_memory_seq_rm(llama_get_memory(L->ctx), 0, (llama_pos)L->n_toks, -1);
         L->logits_ready = false;
-        L->use_saved = false;
+        L->cur = -1;
         return sr_lm_fail(&L->base, rc == 1 ? SR_ERR_CONTEXT_FULL : SR_ERR_BACKEND, "llama_decode failed (%d)", rc);
     }
     memcpy(L->toks + L->n_toks, toks, (size_t)n * sizeof *toks);
     L->n_toks += n;
     L->logits_ready = true;
-    L->use_saved = false;
+    L->cur = -1;
     return SR_OK;
 }
 
 /* Makes the logits of position n_toks-1 available (decoding the last token again if needed). */
 static enum sr_status ensure_logits(struct lm_llama *L) {
-    if (L->logits_ready || L->use_saved) return SR_OK;
+    if (L->logits_ready || L->cur >= 0) return SR_OK;
     if (L->n_toks == 0) return sr_lm_fail(&L->base, SR_ERR_INTERNAL, "cannot generate from an empty context");
     llama_token last = L->toks[L->n_toks - 1];
     enum sr_status st = truncate_to(L, L->n_toks - 1);
@@ -370,31 +438,82 @@ static enum sr_status ensure_logits(struct lm_llama *L) {
     return decode(L, &last, 1, true);
 }
 
-static enum sr_status lm_reset(struct sr_lm *lm, const char *text, size_t len, int32_t *n_tokens) {
+/* Appends tok to L->seg, growing it. */
+static bool seg_push(struct lm_llama *L, const llama_token *t, int64_t n) {
+    if (!grow_tokens(&L->seg, &L->cap_seg, L->n_seg + n)) return false;
+    memcpy(L->seg + L->n_seg, t, (size_t)n * sizeof *t);
+    L->n_seg += n;
+    return true;
+}
+
+/* Tokenizes the pending plain text raw[0..n) into L->seg. */
+static enum sr_status seg_flush(struct lm_llama *L, struct sr_buf *raw) {
+    if (!raw->len) return SR_OK;
+    int64_t n = tokenize(L, raw->data, raw->len, false);
+    if (n < 0) return SR_ERR_BACKEND;
+    sr_buf_clear(raw);
+    return seg_push(L, L->tmp, n) ? SR_OK : sr_lm_fail(&L->base, SR_ERR_NOMEM, "out of memory");
+}
+
+/* Tokenizes the segments as one text in which control tokens are recognised only inside the
+ * segments marked special: text between control tokens is tokenized together, as llama.cpp does
+ * for a whole string, so a prompt without control-token text in its content gets exactly the
+ * tokens of a whole-string tokenization, and control-token text in content stays text. */
+static enum sr_status tokenize_segs(struct lm_llama *L, const struct sr_seg *segs, size_t n_segs) {
+    const struct sr_llama_model *m = L->m;
+    struct sr_buf raw = {0};
+    enum sr_status st = SR_OK;
+    L->n_seg = 0;
+    for (size_t s = 0; s < n_segs && st == SR_OK; s++) {
+        const char *t = segs[s].text;
+        size_t len = segs[s].len;
+        if (!segs[s].special) { sr_buf_append(&raw, t, len); continue; }
+        size_t i = 0;
+        while (i < len && st == SR_OK) {
+            int32_t best = -1;
+            for (int32_t c = 0; c < m->n_ctrl; c++) {
+                size_t cl = (size_t)m->ctrl_len[c];
+                if (cl <= len - i && memcmp(t + i, m->ctrl_text[c], cl) == 0 && (best < 0 || m->ctrl_len[c] > m->ctrl_len[best]))
+                    best = c;
+            }
+            if (best < 0) { sr_buf_append(&raw, t + i, 1); i++; continue; }
+            st = seg_flush(L, &raw);
+            if (st == SR_OK && !seg_push(L, &m->ctrl[best], 1)) st = sr_lm_fail(&L->base, SR_ERR_NOMEM, "out of memory");
+            i += (size_t)m->ctrl_len[best];
+        }
+    }
+    if (st == SR_OK && raw.oom) st = sr_lm_fail(&L->base, SR_ERR_NOMEM, "out of memory");
+    if (st == SR_OK) st = seg_flush(L, &raw);
+    sr_buf_free(&raw);
+    return st;
+}
+
+static enum sr_status lm_reset(struct sr_lm *lm, const struct sr_seg *segs, size_t n_segs, int32_t *n_tokens) {
     struct lm_llama *L = (struct lm_llama *)lm;
     llama_memory_clear(llama_get_memory(L->ctx), false);
     L->n_toks = 0;
     L->logits_ready = false;
-    L->saved_n = -1;
-    L->use_saved = false;
-    int64_t n = tokenize(L, text, len);
-    if (n < 0) return SR_ERR_BACKEND;
-    if (n == 0) return sr_lm_fail(lm, SR_ERR_INVALID_ARG, "empty prompt");
+    L->kept[0].n = L->kept[1].n = -1;
+    L->cur = -1;
+    enum sr_status st = tokenize_segs(L, segs, n_segs);
+    if (st != SR_OK) return st;
+    if (L->n_seg == 0) return sr_lm_fail(lm, SR_ERR_INVALID_ARG, "empty prompt");
     /* BOS as the model was trained (tokenizer.ggml.add_bos_token), unless the template wrote it. */
     llama_token bos = llama_vocab_bos(L->m->vocab);
-    if (llama_vocab_get_add_bos(L->m->vocab) && bos != LLAMA_TOKEN_NULL && L->tmp[0] != bos) {
-        if (!grow_tokens(&L->tmp, &L->cap_tmp, n + 1)) return sr_lm_fail(lm, SR_ERR_NOMEM, "out of memory");
-        memmove(L->tmp + 1, L->tmp, (size_t)n * sizeof *L->tmp);
-        L->tmp[0] = bos;
-        n++;
+    if (llama_vocab_get_add_bos(L->m->vocab) && bos != LLAMA_TOKEN_NULL && L->seg[0] != bos) {
+        if (!grow_tokens(&L->seg, &L->cap_seg, L->n_seg + 1)) return sr_lm_fail(lm, SR_ERR_NOMEM, "out of memory");
+        memmove(L->seg + 1, L->seg, (size_t)L->n_seg * sizeof *L->seg);
+        L->seg[0] = bos;
+        L->n_seg++;
     }
-    if (n_tokens) *n_tokens = (int32_t)n;
-    return decode(L, L->tmp, n, true);
+    if (L->n_seg > INT32_MAX) return sr_lm_fail(lm, SR_ERR_INVALID_ARG, "prompt too long");
+    if (n_tokens) *n_tokens = (int32_t)L->n_seg;
+    return decode(L, L->seg, L->n_seg, true);
 }
 
 static enum sr_status lm_append(struct sr_lm *lm, const char *text, size_t len, int32_t *n_tokens) {
     struct lm_llama *L = (struct lm_llama *)lm;
-    int64_t n = tokenize(L, text, len);
+    int64_t n = tokenize(L, text, len, false);
     if (n < 0) return SR_ERR_BACKEND;
     if (n_tokens) *n_tokens = (int32_t)n;
     /* Ask for logits: the next operation is often a generate, and the extra output row is free. */
@@ -437,7 +556,7 @@ static enum sr_status sample_logits(struct lm_llama *L, const float *lg, llama_t
 }
 
 static enum sr_status sample_next(struct lm_llama *L, llama_token *out) {
-    return sample_logits(L, L->use_saved ? L->saved : llama_get_logits_ith(L->ctx, -1), out);
+    return sample_logits(L, L->cur >= 0 ? L->kept[L->cur].v : llama_get_logits_ith(L->ctx, -1), out);
 }
 
 /* ---- the token stream of one generation ----------------------------------------------------
@@ -467,11 +586,10 @@ static enum emit_res emit(struct emitter *e, llama_token tok, enum sr_status *st
         out->end = SR_GEN_EOG;
         return EMIT_EOG;
     }
-    char pbuf[256];
-    int32_t pn = piece(L, tok, pbuf, sizeof pbuf);
+    int32_t pn = piece(L, tok, L->pbuf, L->m->max_piece + 1);
     if (pn < 0) { *st = sr_lm_fail(&L->base, SR_ERR_BACKEND, "token %d has no text", tok); return EMIT_EOG; }
     e->prev = out->text.len;
-    sr_buf_append(&out->text, pbuf, (size_t)pn);
+    sr_buf_append(&out->text, L->pbuf, (size_t)pn);
     if (out->text.oom) { *st = sr_lm_fail(&L->base, SR_ERR_NOMEM, "out of memory"); return EMIT_EOG; }
     out->n_tokens++;
     if (e->dlen) {
@@ -509,7 +627,7 @@ static enum sr_status finish_pending(struct emitter *e, enum emit_res r, llama_t
     case EMIT_DELIM_OVER: {
         /* The token runs past the delimiter: keep only its text up to the delimiter's end, so
          * the cache holds exactly the adopted text. */
-        int64_t n = tokenize(L, e->out->text.data + e->prev, e->end - e->prev);
+        int64_t n = tokenize(L, e->out->text.data + e->prev, e->end - e->prev, false);
         st = n < 0 ? SR_ERR_BACKEND : decode(L, L->tmp, n, true);
         emit_cut(e);
         return st;
@@ -557,6 +675,11 @@ static enum sr_status lm_generate(struct sr_lm *lm, const char *delim, int32_t m
  * matrix products). Rejection sampling (Leviathan et al.) would accept more drafts at
  * temperature > 0 but consume randomness differently; we prefer reproducibility. */
 
+static const struct sr_lm_ops llama_ops;
+
+/* Whether lm is one of ours (a model behind another ops table must not be cast). */
+static bool is_llama(const struct sr_lm *lm) { return lm && lm->ops == &llama_ops; }
+
 /* Samples from logits row `idx` of the last decode (as sample_next does). */
 static enum sr_status sample_row(struct lm_llama *L, int32_t idx, llama_token *out) {
     return sample_logits(L, llama_get_logits_ith(L->ctx, idx), out);
@@ -566,14 +689,14 @@ static enum sr_status sample_row(struct lm_llama *L, int32_t idx, llama_token *o
 static void keep_row(struct lm_llama *L, int32_t idx, int64_t n) {
     const float *lg = llama_get_logits_ith(L->ctx, idx);
     if (!lg) return;
-    memcpy(L->saved, lg, (size_t)L->m->n_vocab * sizeof *lg);
-    L->saved_n = n;
-    L->use_saved = (L->n_toks == n);
+    keep_logits(L, lg, n, -1);
 }
 
 static enum sr_status lm_generate_spec(struct sr_lm *lm, struct sr_lm *draft_lm, const char *delim,
                                        int32_t max_tokens, const struct sr_sd_params *sd, struct sr_gen_out *out,
                                        struct sr_sd_stats *stats) {
+    if (!is_llama(draft_lm))
+        return sr_lm_fail(lm, SR_ERR_INVALID_ARG, "token-level drafting needs an in-process llama.cpp draft model");
     struct lm_llama *L = (struct lm_llama *)lm;
     struct lm_llama *D = (struct lm_llama *)draft_lm;
     struct emitter e = {L, out, delim, delim ? strlen(delim) : 0, out->text.len, max_tokens, 0, 0, 0};
@@ -679,7 +802,7 @@ static enum sr_status lm_generate_spec(struct sr_lm *lm, struct sr_lm *draft_lm,
                     case EMIT_DELIM_OVER: {
                         st = truncate_to(L, q);
                         if (st != SR_OK) return st;
-                        int64_t n = tokenize(L, out->text.data + e.prev, e.end - e.prev);
+                        int64_t n = tokenize(L, out->text.data + e.prev, e.end - e.prev, false);
                         st = n < 0 ? SR_ERR_BACKEND : decode(L, L->tmp, n, true);
                         emit_cut(&e);
                         return st;
@@ -715,6 +838,10 @@ static enum sr_status lm_generate_spec(struct sr_lm *lm, struct sr_lm *draft_lm,
 }
 
 static bool lm_draft_compatible(struct sr_lm *lm, struct sr_lm *draft_lm, char *why, size_t n) {
+    if (!is_llama(draft_lm)) {
+        snprintf(why, n, "the draft model is not an in-process llama.cpp model");
+        return false;
+    }
     const struct sr_llama_model *a = ((struct lm_llama *)lm)->m, *b = ((struct lm_llama *)draft_lm)->m;
     return sr_llama_vocab_compatible(a, b, why, n);
 }
@@ -725,7 +852,7 @@ static enum sr_status lm_judge(struct sr_lm *lm, const char *cand, size_t cand_l
     memset(out, 0, sizeof *out);
     /* The suffix is the same for every step of a run: tokenize it once. */
     if (!L->suffix_text || L->suffix_len != suffix_len || memcmp(L->suffix_text, suffix, suffix_len) != 0) {
-        int64_t n = tokenize(L, suffix, suffix_len);
+        int64_t n = tokenize(L, suffix, suffix_len, true); /* template text */
         if (n < 0) return SR_ERR_BACKEND;
         char *s = sr_strndup(suffix, suffix_len);
         llama_token *t = malloc((size_t)(n ? n : 1) * sizeof *t);
@@ -738,7 +865,7 @@ static enum sr_status lm_judge(struct sr_lm *lm, const char *cand, size_t cand_l
         L->suffix_toks = t;
         L->n_suffix = (int32_t)n;
     }
-    int64_t nc = tokenize(L, cand, cand_len);
+    int64_t nc = tokenize(L, cand, cand_len, false); /* model text */
     if (nc < 0) return SR_ERR_BACKEND;
     if (!grow_tokens(&L->judge_toks, &L->cap_judge, nc + L->n_suffix)) return sr_lm_fail(lm, SR_ERR_NOMEM, "out of memory");
     memcpy(L->judge_toks, L->tmp, (size_t)nc * sizeof(llama_token));
@@ -750,16 +877,13 @@ static enum sr_status lm_judge(struct sr_lm *lm, const char *cand, size_t cand_l
     /* Keep the current logits: on rejection the base model writes the step from this point. */
     if (L->logits_ready) {
         const float *lg = llama_get_logits_ith(L->ctx, -1);
-        if (lg) {
-            memcpy(L->saved, lg, (size_t)L->m->n_vocab * sizeof *lg);
-            L->saved_n = L->n_toks;
-        }
-    } else if (!L->use_saved) {
-        L->saved_n = -1;
+        if (lg) keep_logits(L, lg, mark, -1);
     }
-    /* Candidate and suffix in one forward pass: the judge's whole cost. */
-    enum sr_status st = decode(L, L->judge_toks, L->n_judge, true);
+    /* Candidate and suffix in one forward pass: the judge's whole cost. The candidate's last row
+     * is kept too: after an accept, the next rejection writes from it without a decode. */
+    enum sr_status st = decode_rows(L, L->judge_toks, L->n_judge, true, nc > 0 ? nc - 1 : -1, L->row_tmp);
     if (st != SR_OK) return st;
+    if (nc > 0) keep_logits(L, L->row_tmp, mark + nc, mark);
     int64_t t0 = sr_time_us();
     const float *logits = llama_get_logits_ith(L->ctx, -1);
     if (!logits) return sr_lm_fail(lm, SR_ERR_BACKEND, "no logits after the judge prompt");
@@ -772,8 +896,8 @@ static enum sr_status lm_judge(struct sr_lm *lm, const char *cand, size_t cand_l
         top[k] = i;
     }
     int32_t best = top[0];
-    char pbuf[64];
-    int32_t pn = piece(L, best, pbuf, sizeof pbuf);
+    char *pbuf = L->pbuf;
+    int32_t pn = piece(L, best, pbuf, L->m->max_piece + 1);
     out->greedy_value = -1;
     if (pn > 0 && pn <= 9) {
         int32_t v = 0;
@@ -865,7 +989,11 @@ static void lm_free(struct sr_lm *lm) {
     if (L->ctx) llama_free(L->ctx);
     free(L->toks);
     free(L->tmp);
-    free(L->saved);
+    free(L->seg);
+    free(L->kept[0].v);
+    free(L->kept[1].v);
+    free(L->row_tmp);
+    free(L->pbuf);
     free(L->cand);
     free(L->suffix_text);
     free(L->suffix_toks);
@@ -916,10 +1044,13 @@ enum sr_status sr_llama_lm_init(struct sr_llama_model *m, struct sr_lm **out, st
                          m->n_ctx, g_last_llama_error[0] ? ": " : "", g_last_llama_error);
     }
     L->base.n_ctx = (int64_t)llama_n_ctx(L->ctx);
-    L->saved_n = -1;
-    L->saved = malloc((size_t)m->n_vocab * sizeof *L->saved);
+    L->kept[0].n = L->kept[1].n = -1;
+    L->cur = -1;
+    for (int k = 0; k < 2; k++) L->kept[k].v = malloc((size_t)m->n_vocab * sizeof *L->kept[k].v);
+    L->row_tmp = malloc((size_t)m->n_vocab * sizeof *L->row_tmp);
+    L->pbuf = malloc((size_t)m->max_piece + 1);
     L->cand = malloc((size_t)m->n_vocab * sizeof *L->cand);
-    if (!L->saved || !L->cand) { lm_free(&L->base); return sr_seterr(err, SR_ERR_NOMEM, "out of memory"); }
+    if (!L->kept[0].v || !L->kept[1].v || !L->row_tmp || !L->pbuf || !L->cand) { lm_free(&L->base); return sr_seterr(err, SR_ERR_NOMEM, "out of memory"); }
     L->batch = llama_batch_init(L->n_batch, 0, 1);
     if (!L->batch.token) { lm_free(&L->base); return sr_seterr(err, SR_ERR_NOMEM, "out of memory"); }
     if (lm_set_sampling(&L->base, 0.0f, 1.0f, 0) != SR_OK) {
@@ -986,7 +1117,7 @@ float *sr_llama_fresh_logits(struct sr_lm *lm, const int32_t *tokens, int64_t n,
 
 const float *sr_llama_lm_logits(struct sr_lm *lm) {
     struct lm_llama *L = (struct lm_llama *)lm;
-    if (L->use_saved) return L->saved;
+    if (L->cur >= 0) return L->kept[L->cur].v;
     if (L->logits_ready) return llama_get_logits_ith(L->ctx, -1);
     return NULL;
 }
@@ -1001,11 +1132,10 @@ void sr_llama_lm_vocab_info(const struct sr_lm *lm, int32_t *bos, bool *add_bos,
 char *sr_llama_lm_detokenize(struct sr_lm *lm, const int32_t *tokens, int64_t n) {
     struct lm_llama *L = (struct lm_llama *)lm;
     struct sr_buf b = {0};
-    char pbuf[256];
     for (int64_t i = 0; i < n; i++) {
-        int32_t k = piece(L, tokens[i], pbuf, sizeof pbuf);
+        int32_t k = piece(L, tokens[i], L->pbuf, L->m->max_piece + 1);
         if (k < 0) { sr_buf_free(&b); return NULL; }
-        sr_buf_append(&b, pbuf, (size_t)k);
+        sr_buf_append(&b, L->pbuf, (size_t)k);
     }
     return sr_buf_take(&b);
 }

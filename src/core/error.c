@@ -52,6 +52,7 @@ const char *sr_stop_str(enum sr_stop_reason s) {
     case SR_STOP_EOG: return "eog";
     case SR_STOP_CANCELLED: return "cancelled";
     case SR_STOP_ANSWER_MAX: return "answer-max";
+    case SR_STOP_CONTEXT: return "context";
     }
     return "?";
 }

@@ -40,6 +40,15 @@ struct sr_judge_out {
     bool digit_top10[10];    /* whether the digit's token is among the ten most likely tokens */
 };
 
+/* A piece of prompt text. Template text (special) has its chat-template markers read as control
+ * tokens; anything else (a problem, a step a model wrote) is tokenized as plain text, so
+ * "<|im_end|>" inside a problem stays those characters. */
+struct sr_seg {
+    const char *text;
+    size_t len;
+    bool special;
+};
+
 struct sr_sd_params {
     int32_t draft_max;
     int32_t draft_min;
@@ -57,22 +66,25 @@ struct sr_chat_msg {
 };
 
 struct sr_lm_ops {
-    /* Clears the context and prefills text, after a BOS token when the model's vocabulary asks
-     * for one. *n_tokens = prompt tokens. */
-    enum sr_status (*reset)(struct sr_lm *lm, const char *text, size_t len, int32_t *n_tokens);
+    /* Clears the context and prefills the segments as one text (template segments parsed for
+     * control tokens, the others as plain text), after a BOS token when the model's vocabulary
+     * asks for one. *n_tokens = prompt tokens. */
+    enum sr_status (*reset)(struct sr_lm *lm, const struct sr_seg *segs, size_t n_segs, int32_t *n_tokens);
     /* Samples until delim (NULL = none), max_tokens or EOG. Afterwards the context holds the
      * previous text + out->text + delim (the delimiter is appended when the model did not write
      * it; text the model wrote past the delimiter inside the same token is dropped). */
     enum sr_status (*generate)(struct sr_lm *lm, const char *delim, int32_t max_tokens,
                                struct sr_gen_out *out);
-    /* Appends text written elsewhere. *n_tokens (may be NULL) = tokens appended. */
+    /* Appends text written elsewhere, tokenized as plain text. *n_tokens (may be NULL) = tokens
+     * appended. */
     enum sr_status (*append)(struct sr_lm *lm, const char *text, size_t len, int32_t *n_tokens);
     /* A checkpoint: the current context length. */
     int64_t (*mark)(const struct sr_lm *lm);
     /* Drops everything after a checkpoint. */
     enum sr_status (*rollback)(struct sr_lm *lm, int64_t mark);
-    /* Appends cand (which includes its delimiter), then suffix, reads the next-token logits,
-     * then removes the suffix: the context holds previous text + cand afterwards. */
+    /* Appends cand (which includes its delimiter; plain text), then suffix (template text), reads
+     * the next-token logits, then removes the suffix: the context holds previous text + cand
+     * afterwards. */
     enum sr_status (*judge)(struct sr_lm *lm, const char *cand, size_t cand_len,
                             const char *suffix, size_t suffix_len, struct sr_judge_out *out);
     /* temperature <= 0 = greedy. Resets the sampler state. */
@@ -110,6 +122,10 @@ char *sr_prompt_fill(const char *tmpl, const char *problem);
  * the assistant content starts, followed by think_open. */
 enum sr_status sr_prompt_prefix(struct sr_lm *lm, const char *user_msg, const char *think_open,
                                 struct sr_buf *out);
+/* The same prefix in out, as three segments pointing into it: template head, the user message
+ * (as the template rendered it; plain text), template tail + think_open. */
+enum sr_status sr_prompt_prefix_segs(struct sr_lm *lm, const char *user_msg, const char *think_open,
+                                     struct sr_buf *out, struct sr_seg segs[3]);
 /* What follows a candidate step in the judge prompt: the end of the thinking turn, the judge
  * user turn and the assistant prefill, exactly as the template renders
  * [user: U, assistant: ...candidate, user: judge_prompt, assistant: judge_prefill]. */

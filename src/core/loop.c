@@ -16,8 +16,8 @@
  *   write_direct     the first N steps and every step in mode base are written by the base model
  *                    directly; in mode small the small model writes every step, nothing is judged.
  * Stop rules (step_loop): a step containing "boxed"/"Answer:"/"ANSWER:", the same step twice in a
- * row (with more than two steps), or adopted step tokens reaching the budget. think_end: a step
- * with "</think>" and an
+ * row (with more than two steps), adopted step tokens reaching the budget, or a context filling up
+ * mid-run (SR_STOP_CONTEXT, the steps so far kept). think_end: a step with "</think>" and an
  * answer marker is kept whole and ends the run (the reference's way); without a marker
  * "</think>" is removed (reference behaviour, so thinking goes on), unless strip_think_end is off:
  * then thinking has ended and the base model writes the answer (SR_ANSWER_BASE, answer_phase) or
@@ -489,7 +489,8 @@ static enum sr_status prefill_prompts(struct run *r, const char *user) {
         struct sr_lm *lm = models[i];
         if (!lm) continue;
         bool is_small = lm == r->small;
-        st = sr_prompt_prefix(lm, user, think_open, &prefix);
+        struct sr_seg segs[3];
+        st = sr_prompt_prefix_segs(lm, user, think_open, &prefix, segs);
         if (st != SR_OK) { st = fail(r, lm, st, "building the prompt"); break; }
         int64_t extra = reserve;
         bool judges = lm == r->base && p->mode == SR_MODE_SPEC;
@@ -500,7 +501,7 @@ static enum sr_status prefill_prompts(struct run *r, const char *user) {
             extra += (int64_t)r->suffix.len; /* tokens <= bytes */
         }
         int32_t n_prompt = 0;
-        st = lm->ops->reset(lm, prefix.data, prefix.len, &n_prompt);
+        st = lm->ops->reset(lm, segs, 3, &n_prompt);
         if (st != SR_OK) { st = fail(r, lm, st, is_small ? "small model prompt" : "base model prompt"); break; }
         if (n_prompt + extra > lm->n_ctx) {
             snprintf(r->errbuf, r->errlen,
@@ -530,6 +531,9 @@ static enum sr_status step_loop(struct run *r, bool *think_ended, enum sr_stop_r
         bool marker = false;
         struct sr_step *s = NULL;
         enum sr_status st = do_step(r, idx, think_ended, &marker, &s);
+        /* A context that fills up mid-run (a mixed-tokenizer pair can outgrow the up-front check)
+         * ends the run with the steps so far; the unfinished step is dropped. */
+        if (st == SR_ERR_CONTEXT_FULL) { *stop = SR_STOP_CONTEXT; return SR_OK; }
         if (st != SR_OK) return st;
         struct sr_event ev = {.type = SR_EVENT_STEP_ADOPTED, .step = idx, .text = s->text, .len = strlen(s->text),
                               .author = s->author, .score = s->score, .accepted = s->author == SR_AUTHOR_SMALL,
@@ -561,7 +565,8 @@ static enum sr_status answer_phase(struct run *r, enum sr_stop_reason *stop) {
     else if (w == r->base) st = base_write(r, NULL, p->max_answer_tokens, dm, &g);
     else st = w->ops->generate(w, NULL, p->max_answer_tokens, &g);
     double t = ms_since(t0);
-    if (st != SR_OK) { sr_buf_free(&g.text); return fail(r, w, st, "writing the answer"); }
+    bool full = st == SR_ERR_CONTEXT_FULL; /* keep the answer written so far */
+    if (st != SR_OK && !full) { sr_buf_free(&g.text); return fail(r, w, st, "writing the answer"); }
     if (w == r->base) S->t_base_ms += t;
     else S->t_small_ms += t;
     S->n_answer_tokens = g.n_tokens;
@@ -570,6 +575,7 @@ static enum sr_status answer_phase(struct run *r, enum sr_stop_reason *stop) {
                           .len = g.text.len, .author = SR_AUTHOR_ANSWER, .score = -1, .n_tokens = g.n_tokens, .t_ms = t};
     emit(r, &ev);
     if (r->cancelled) *stop = SR_STOP_CANCELLED;
+    else if (full) *stop = SR_STOP_CONTEXT;
     else if (p->max_answer_tokens > 0 && g.end == SR_GEN_EOG) *stop = SR_STOP_EOG;
     else *stop = SR_STOP_ANSWER_MAX; /* cut at max_answer_tokens (or none allowed) */
     sr_buf_free(&g.text);
