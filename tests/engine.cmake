@@ -13,7 +13,7 @@ sr_add_test(test_loop SOURCES test_loop.c LABELS unit)
 sr_add_test(test_engine SOURCES test_engine.c LABELS model FIXTURES models
             ARGS ${SR_MODEL_DIR}/small.gguf ${SR_MODEL_DIR}/base.gguf plain)
 add_test(NAME test_engine_biased COMMAND test_engine ${SR_MODEL_DIR}/small-b.gguf ${SR_MODEL_DIR}/base-b.gguf biased)
-set_tests_properties(test_engine_biased PROPERTIES LABELS model FIXTURES_REQUIRED models_biased TIMEOUT 600)
+set_tests_properties(test_engine_biased PROPERTIES LABELS model FIXTURES_REQUIRED models_biased TIMEOUT 1200)
 
 # Token-level speculative decoding: F32 models (batched and single-token decoding round alike),
 # a Q8_0 copy of the base as a high-agreement draft, a padded vocabulary, a foreign tokenizer.
