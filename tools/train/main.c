@@ -883,7 +883,8 @@ static void usage(FILE *f) {
             "  --judge-frac2 F --judge-weight2 N (base phase 2: judge-heavy training after generation and marks)\n"
             "  --time-limit S (abort with an error, writing nothing, past S seconds; 0 = none)\n\n"
             "Every budget is in optimizer steps: the same settings, seed and --threads give byte-identical\n"
-            "models on any machine and under any load (meta.json records their sha256).\n");
+            "models under any load, on any machine with the same CPU type and build (meta.json records\n"
+            "their sha256).\n");
 }
 
 int main(int argc, char **argv) {
