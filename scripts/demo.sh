@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # demo.sh [N]: the main job on the embedded default. Builds everything (first run: several
 # minutes), trains the small/base reasoning pair on the CPU on first use (scripts/pair.sh: about
-# 19 minutes on 2 cores, progress bar with ETA; cached in ~/.cache/specreason/pair/ and reused
-# afterwards), streams one SpecReason run on a held-out problem, then runs base only, small only
+# 20 minutes on 2 idle cores, progress bar with ETA; budgets in optimizer steps, so the same key
+# gives the same files on any machine; cached in ~/.cache/specreason/pair/ and reused afterwards), streams one SpecReason run on a held-out problem, then runs base only, small only
 # and SpecReason (threshold 7, greedy) side by side on N held-out problems (default 30) and prints
 # accuracy, latency and acceptance (bench/bench_pair.sh), twice: the pair as trained (it fits in
 # the CPU caches, where judging a step costs about as much as writing it: JSON in

@@ -28,10 +28,11 @@
 #include "data.h"
 #include "llm.h"
 #include "model.h"
+#include "sha256.h"
 #include "task.h"
 #include "train.h"
 
-#define TRAINER_VERSION "3"
+#define TRAINER_VERSION "4"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Settings                                                                                   */
@@ -42,8 +43,8 @@ struct role_cfg {
     float p_judge, p_judge_good, p_real, p_near, p_mark;
     int32_t judge_weight, mark_weight, suffix_weight;
     /* Phase 2 (base): after generation and marks are learned, the judge digit gets more weight and
-     * more samples, at a lower learning rate (fresh AdamW state). 0 s = off. */
-    double judge_time_s;
+     * more samples, at a lower learning rate (fresh AdamW state). 0 steps = off. */
+    int64_t judge_steps;
     float judge_lr, judge_frac2;
     int32_t judge_weight2;
 };
@@ -57,6 +58,7 @@ struct settings {
     int32_t n_mistakes;     /* problems the small model is run on to collect real mistakes */
     int32_t n_eval;         /* problems for the summary measurements */
     int32_t threads;
+    double time_limit_s;    /* abort (no result) past this many seconds; 0 = none; never changes a result */
 };
 
 static struct tm_hparams hp_make(int layers, int embd, int heads, int ff) {
@@ -73,17 +75,18 @@ static struct settings settings_default(void) {
     s.judge_prefill = TK_JUDGE_PREFILL;
     s.seed = 1;
     s.n_heldout = 1000;
-    s.n_mistakes = 3000;
+    s.n_mistakes = 6000; /* ~2,600 wrong steps; collected beside the base model's first phase */
     s.n_eval = 200;
     s.threads = 2;
+    s.time_limit_s = 0;
 
     s.small.hp = hp_make(2, 64, 2, 256);
     s.small.tp = tt_default_params();
     s.small.tp.lr = 3e-3f;
-    /* A step budget (a time cap only guards slow machines): the small model's accuracy climbs
-     * steeply here (1065 steps 63%, 1200 steps 91%, 2700 steps 100% of held-out problems). */
+    /* Every budget is in optimizer steps, so that a key names one model whatever the machine's
+     * speed or load. The small model's accuracy climbs steeply here (1065 steps 63%, 1100 steps
+     * 81%, 1200 steps 91%, 2700 steps 100% of held-out problems). */
     s.small.tp.steps = 1100;
-    s.small.tp.time_s = 400;
     s.small.tp.label = "small";
     s.small.tp.T = 256;
     s.small.tp.B = 8;
@@ -91,8 +94,7 @@ static struct settings settings_default(void) {
     s.base.hp = hp_make(4, 128, 4, 512);
     s.base.tp = tt_default_params();
     s.base.tp.lr = 2e-3f;
-    s.base.tp.steps = 4000;
-    s.base.tp.time_s = 330;
+    s.base.tp.steps = 760; /* generation, marks and judge samples: 5.5 min on one core here */
     s.base.tp.label = "base";
     s.base.tp.T = 256;
     s.base.tp.B = 8;
@@ -106,7 +108,7 @@ static struct settings settings_default(void) {
     s.base.mark_weight = 4;
     s.base.p_mark = 0.5f;
     s.base.suffix_weight = 1;
-    s.base.judge_time_s = 780;
+    s.base.judge_steps = 1790; /* judge-heavy: 13 min on one core here */
     s.base.judge_lr = 1e-3f;
     s.base.judge_frac2 = 0.8f;
     s.base.judge_weight2 = 8;
@@ -162,7 +164,6 @@ static int parse_common(int argc, char **argv, int *i, struct settings *s) {
         {"--small-ff", 8, 8192, &s->small.hp.n_ff, 'i'},
         {"--small-lr", 1e-6, 1, &s->small.tp.lr, 'f'},
         {"--small-steps", 1, 1e9, &s->small.tp.steps, 'l'},
-        {"--small-time", 0, 1e6, &s->small.tp.time_s, 'd'},
         {"--small-batch", 1, 4096, &s->small.tp.B, 'i'},
         {"--base-layers", 1, TM_MAX_LAYERS, &s->base.hp.n_layer, 'i'},
         {"--base-embd", 8, 1024, &s->base.hp.n_embd, 'i'},
@@ -170,7 +171,6 @@ static int parse_common(int argc, char **argv, int *i, struct settings *s) {
         {"--base-ff", 8, 8192, &s->base.hp.n_ff, 'i'},
         {"--base-lr", 1e-6, 1, &s->base.tp.lr, 'f'},
         {"--base-steps", 1, 1e9, &s->base.tp.steps, 'l'},
-        {"--base-time", 0, 1e6, &s->base.tp.time_s, 'd'},
         {"--base-batch", 1, 4096, &s->base.tp.B, 'i'},
         {"--judge-frac", 0, 1, &s->base.p_judge, 'f'},
         {"--judge-good", 0, 1, &s->base.p_judge_good, 'f'},
@@ -182,7 +182,8 @@ static int parse_common(int argc, char **argv, int *i, struct settings *s) {
         {"--suffix-weight", 0, 8, &s->base.suffix_weight, 'i'},
         {"--mark-layer", 0, TM_MAX_LAYERS - 1, &s->base.tp.mark_layer, 'i'},
         {"--mid-weight", 0, 4, &s->base.tp.mid_weight, 'f'},
-        {"--judge-time", 0, 1e6, &s->base.judge_time_s, 'd'},
+        {"--judge-steps", 0, 1e9, &s->base.judge_steps, 'l'},
+        {"--time-limit", 0, 1e7, &s->time_limit_s, 'd'},
         {"--judge-lr", 1e-6, 1, &s->base.judge_lr, 'f'},
         {"--judge-frac2", 0, 1, &s->base.judge_frac2, 'f'},
         {"--judge-weight2", 1, 8, &s->base.judge_weight2, 'i'},
@@ -228,10 +229,10 @@ static uint64_t fnv(uint64_t h, const void *data, size_t n) {
 
 static uint64_t hash_role(uint64_t h, const struct role_cfg *r) {
     int64_t iv[] = {r->hp.n_embd, r->hp.n_layer, r->hp.n_head, r->hp.n_ff, r->tp.T, r->tp.B, r->tp.warmup,
-                    r->tp.steps, (int64_t)r->tp.time_s, r->judge_weight, r->mark_weight, r->suffix_weight,
+                    r->tp.steps, r->judge_steps, r->judge_weight, r->mark_weight, r->suffix_weight,
                     r->tp.mark_layer, r->hp.rope_base > 0 ? (int64_t)r->hp.rope_base : 0};
     double fv[] = {r->tp.lr, r->tp.lr_min, r->tp.wd, r->tp.clip, r->p_judge, r->p_judge_good, r->p_real,
-                   r->p_near, r->p_mark, r->tp.mid_weight, r->judge_time_s, r->judge_lr, r->judge_frac2,
+                   r->p_near, r->p_mark, r->tp.mid_weight, r->judge_lr, r->judge_frac2,
                    (double)r->judge_weight2};
     h = fnv(h, iv, sizeof iv);
     return fnv(h, fv, sizeof fv);
@@ -305,6 +306,7 @@ static double now_s(void) {
 
 /* Trains one role; small has no judge samples. */
 static const char *g_init; /* --init MODEL: start from these weights (experiments) */
+static double g_t_start;   /* tt_now() when sr-train started: --time-limit counts from here */
 
 /* between(user), if not NULL, runs after the first phase and before the judge phase (it may fill
  * the pool: the small model's mistakes, collected while the first phase ran). */
@@ -330,6 +332,7 @@ static int train_role(const struct settings *s, const struct role_cfg *r, bool j
     struct tt_params tp = r->tp;
     tp.threads = s->threads;
     tp.seed = seed * 7919 + 17;
+    tp.deadline = s->time_limit_s > 0 ? g_t_start + s->time_limit_s : 0.0;
     char err[256];
     fprintf(stderr, "[%s] %d layers, n_embd %d, %d heads, n_ff %d: %.2fM parameters\n", tp.label, r->hp.n_layer,
             r->hp.n_embd, r->hp.n_head, r->hp.n_ff, (double)tm_model_n_elements(&m) / 1e6);
@@ -338,14 +341,13 @@ static int train_role(const struct settings *s, const struct role_cfg *r, bool j
         tm_model_free(&m);
         return -1;
     }
-    if (rc == 0 && judge && r->judge_time_s > 0) {
+    if (rc == 0 && judge && r->judge_steps > 0) {
         struct tt_report r1 = *rep;
         mix.judge_weight = r->judge_weight2;
         mix.p_judge = r->judge_frac2;
         tp.lr = r->judge_lr;
         tp.warmup = 20;
-        tp.time_s = r->judge_time_s;
-        tp.steps = (int64_t)(r->judge_time_s * 10);
+        tp.steps = r->judge_steps;
         tp.seed += 1;
         tp.label = "judge";
         rc = tt_train(&m, &tp, dt_next, &mix, rep, err, sizeof err);
@@ -411,6 +413,19 @@ static bool read_all(int fd, void *buf, size_t n) {
     return true;
 }
 
+/* Test hook: SR_TRAIN_TEST_STALL=small:S or base:S delays that role's start by S seconds, so that a
+ * test can make either side of `pair` finish first (the result must not depend on it). */
+static void test_stall(const char *role) {
+    const char *v = getenv("SR_TRAIN_TEST_STALL");
+    size_t n = strlen(role);
+    if (!v || strncmp(v, role, n) != 0 || v[n] != ':') return;
+    double sec = atof(v + n + 1);
+    if (sec > 0 && sec < 60) {
+        struct timespec ts = {(time_t)sec, (long)((sec - (double)(time_t)sec) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static int small_job_start(struct small_job *j) {
     int fds[2];
     if (pipe(fds) != 0) {
@@ -431,6 +446,7 @@ static int small_job_start(struct small_job *j) {
         const struct settings *s = j->s;
         struct tt_report rs;
         memset(&rs, 0, sizeof rs);
+        test_stall("small");
         int32_t rc = train_role(s, &s->small, false, NULL, s->seed * 2 + 1, j->small, "specreason-pair-small", &rs,
                                 NULL, NULL);
         struct dt_pool pool = {0};
@@ -498,6 +514,7 @@ static int small_job_finish(void *user) {
 
 static int cmd_pair(int argc, char **argv) {
     struct settings s = settings_default();
+    s.n_eval = 1000; /* enough of the small model's wrong steps (~100 at 80% accuracy) to judge the judge */
     const char *dir = NULL;
     bool force = false;
     for (int i = 2; i < argc; i++) {
@@ -536,8 +553,8 @@ static int cmd_pair(int argc, char **argv) {
         return 1;
     }
     unlink(meta);
-    fprintf(stderr, "[pair] training the small/base pair into %s (budget: small %.0f s, base %.0f s)\n", path,
-            s.small.tp.time_s, s.base.tp.time_s);
+    fprintf(stderr, "[pair] training the small/base pair into %s (budget: small %lld steps, base %lld + %lld steps)\n",
+            path, (long long)s.small.tp.steps, (long long)s.base.tp.steps, (long long)s.base.judge_steps);
     llm_log_quiet();
     dt_heldout_register(&s.task, s.seed, s.n_heldout);
     double t0 = now_s();
@@ -552,6 +569,7 @@ static int cmd_pair(int argc, char **argv) {
     if (small_job_start(&job) != 0) return 1;
     struct settings sb = s;
     sb.threads = s.threads - sc.threads > 0 ? s.threads - sc.threads : 1;
+    test_stall("base");
     int rc_base = train_role(&sb, &s.base, true, &job.pool, s.seed * 2 + 2, base, "specreason-pair-base", &rb,
                              small_job_finish, &job);
     if (job.pid > 0) { /* the base model failed before its judge phase: stop and reap the child */
@@ -603,19 +621,27 @@ static int cmd_pair(int argc, char **argv) {
     json_str(f, s.judge_prompt);
     fprintf(f, ",\n  \"judge_prefill\": ");
     json_str(f, s.judge_prefill);
-    fprintf(f, ",\n  \"train_seconds\": %.1f,\n", t_train);
+    fprintf(f, ",\n  \"threads\": %d,\n  \"train_seconds\": %.1f,\n  \"n_eval\": %d,\n", s.threads, t_train, s.n_eval);
     const struct role_cfg *rc[2] = {&s.small, &s.base};
     const struct tt_report *rr[2] = {&rs, &rb};
     const struct ev_result *ra[2] = {&as, &ab};
     double dec[2] = {sd, bd}, pre[2] = {sp, bp};
+    const char *files[2] = {small, base};
     for (int k = 0; k < 2; k++) {
+        char hex[65];
+        if (sr_sha256_file(files[k], hex) != 0) {
+            fprintf(stderr, "sr-train: cannot read %s\n", files[k]);
+            fclose(f);
+            return 1;
+        }
         fprintf(f,
-                "  \"%s\": {\"layers\": %d, \"embd\": %d, \"heads\": %d, \"ff\": %d, \"steps\": %lld, \"seconds\": %.1f, "
-                "\"loss_gen\": %.4f, \"loss_judge\": %.4f, \"accuracy\": %.4f, \"ms_per_decode\": %.4f, "
-                "\"ms_prefill_32\": %.4f},\n",
-                k ? "base" : "small", rc[k]->hp.n_layer, rc[k]->hp.n_embd, rc[k]->hp.n_head, rc[k]->hp.n_ff,
-                (long long)rr[k]->steps, rr[k]->seconds, rr[k]->loss_gen, rr[k]->loss_judge,
-                ra[k]->n_problems ? (double)ra[k]->n_correct / ra[k]->n_problems : 0.0, dec[k], pre[k]);
+                "  \"%s\": {\"file\": \"%s.gguf\", \"sha256\": \"%s\", \"layers\": %d, \"embd\": %d, \"heads\": %d, "
+                "\"ff\": %d, \"steps\": %lld, \"judge_steps\": %lld, \"seconds\": %.1f, \"loss_gen\": %.4f, "
+                "\"loss_judge\": %.4f, \"accuracy\": %.4f, \"ms_per_decode\": %.4f, \"ms_prefill_32\": %.4f},\n",
+                k ? "base" : "small", k ? "base" : "small", hex, rc[k]->hp.n_layer, rc[k]->hp.n_embd, rc[k]->hp.n_head,
+                rc[k]->hp.n_ff, (long long)rr[k]->steps, k ? (long long)rc[k]->judge_steps : 0LL, rr[k]->seconds,
+                rr[k]->loss_gen, rr[k]->loss_judge, ra[k]->n_problems ? (double)ra[k]->n_correct / ra[k]->n_problems : 0.0,
+                dec[k], pre[k]);
     }
     int g = ej.good_accept + ej.good_reject, b = ej.bad_accept + ej.bad_reject;
     fprintf(f, "  \"mistakes_collected\": %zu,\n  \"judge\": {\"correct_steps\": %d, \"accept_correct\": %.4f, "
@@ -851,20 +877,29 @@ static void usage(FILE *f) {
             "pad writes a copy with N feed-forward units per layer, the added ones inert (same outputs, more\n"
             "weight traffic: the pair at the memory-bound cost of real models).\n\n"
             "settings: --seed N --threads N --terms-min N --terms-max N --digits N --n-heldout N --n-mistakes N\n"
-            "  --n-eval N --{small,base}-{layers,embd,heads,ff,lr,steps,time,batch} X --judge-frac F --judge-good F\n"
+            "  --n-eval N --{small,base}-{layers,embd,heads,ff,lr,steps,batch} X --judge-frac F --judge-good F\n"
             "  --judge-real F --judge-near F --judge-weight N --judge-prompt S --judge-prefill S --mark-weight N\n"
-            "  --mark-frac F --mark-layer N --mid-weight F --suffix-weight N --judge-time S --judge-lr X\n"
-            "  --judge-frac2 F --judge-weight2 N (base phase 2: judge-heavy training after generation and marks)\n");
+            "  --mark-frac F --mark-layer N --mid-weight F --suffix-weight N --judge-steps N --judge-lr X\n"
+            "  --judge-frac2 F --judge-weight2 N (base phase 2: judge-heavy training after generation and marks)\n"
+            "  --time-limit S (abort with an error, writing nothing, past S seconds; 0 = none)\n\n"
+            "Every budget is in optimizer steps: the same settings, seed and --threads give byte-identical\n"
+            "models under any load, on any machine with the same CPU type and build (meta.json records\n"
+            "their sha256).\n");
 }
 
 int main(int argc, char **argv) {
     /* ggml's CPU backend runs on OpenMP; with libgomp's default spin-waiting, two threads on a
      * machine whose cores are busy with other work stall at every graph node's barrier (5-25x
      * slower, measured). Passive waiting must be set before libgomp initialises: re-exec once. */
-    if (!getenv("OMP_WAIT_POLICY")) {
-        setenv("OMP_WAIT_POLICY", "passive", 1);
+    /* OMP_DYNAMIC=false: libgomp must not hand out fewer threads than asked for when the machine
+     * is loaded (it would change how ggml splits the work, and so the trained bits). */
+    const char *dyn = getenv("OMP_DYNAMIC");
+    if (!getenv("OMP_WAIT_POLICY") || !dyn || strcmp(dyn, "false") != 0) {
+        if (!getenv("OMP_WAIT_POLICY")) setenv("OMP_WAIT_POLICY", "passive", 1);
+        setenv("OMP_DYNAMIC", "false", 1);
         execv("/proc/self/exe", argv);
     }
+    g_t_start = tt_now();
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

@@ -23,13 +23,13 @@
 struct tt_params tt_default_params(void) {
     struct tt_params p = {
         .T = 128, .B = 16, .lr = 2e-3f, .lr_min = 1e-4f, .warmup = 100, .wd = 0.01f,
-        .beta1 = 0.9f, .beta2 = 0.98f, .eps = 1e-8f, .clip = 1.0f, .steps = 1000, .time_s = 0,
+        .beta1 = 0.9f, .beta2 = 0.98f, .eps = 1e-8f, .clip = 1.0f, .steps = 1000, .deadline = 0,
         .threads = 2, .seed = 1, .label = "train", .progress = true,
     };
     return p;
 }
 
-static double now_s(void) {
+double tt_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
@@ -362,8 +362,8 @@ int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, voi
         snprintf(err, errlen, "T must be in [8, %d] and B in [1, 4096]", TT_MAX_T);
         return -1;
     }
-    if (p->steps <= 0 && p->time_s <= 0) {
-        snprintf(err, errlen, "give a step count or a time budget");
+    if (p->steps <= 0) {
+        snprintf(err, errlen, "give a step count");
         return -1;
     }
     struct bgraph g;
@@ -388,7 +388,7 @@ int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, voi
     struct gen_src src = {.next = next, .user = user, .rng = &rng};
     const struct tt_sample *pending = NULL;
     bool tty = isatty(STDERR_FILENO);
-    double t0 = now_s(), last_print = 0.0;
+    double t0 = tt_now(), last_print = 0.0;
     double ema_g = -1, ema_j = -1, ema_aj = 0;
     double win_loss[TT_N_CAT] = {0}, win_acc[TT_N_CAT] = {0}, win_cnt[TT_N_CAT] = {0}, win_mark[4] = {0};
     int last_decile = -1;
@@ -396,17 +396,23 @@ int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, voi
     int64_t step = 0;
     double prof[3] = {0};
     for (;; step++) {
-        double el = now_s() - t0;
-        double frac = 0.0;
-        if (p->steps > 0) frac = (double)step / (double)p->steps;
-        if (p->time_s > 0 && el / p->time_s > frac) frac = el / p->time_s;
+        double el = tt_now() - t0;
+        double frac = (double)step / (double)p->steps;
         if (frac >= 1.0) break;
+        if (p->deadline > 0 && t0 + el > p->deadline) {
+            snprintf(err, errlen,
+                     "time limit reached at step %lld of %lld (%s): stopped without a result; budgets are "
+                     "optimizer steps, so a run cut short would be a different model (raise --time-limit, 0 = none)",
+                     (long long)step, (long long)p->steps, p->label);
+            rc = -1;
+            break;
+        }
         float lr = p->lr_min + 0.5f * (p->lr - p->lr_min) * (1.0f + cosf(3.14159265f * (float)frac));
         if (step < p->warmup) lr *= (float)(step + 1) / (float)p->warmup;
 
-        double ta = now_s();
+        double ta = tt_now();
         int64_t used = bgraph_pack(&g, gen_get, &src, &pending, p->mid_weight);
-        double tb = now_s();
+        double tb = tt_now();
         if (used == 0) {
             snprintf(err, errlen, "the data source produced no samples");
             rc = -1;
@@ -415,7 +421,7 @@ int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, voi
         double sl[TT_N_CAT] = {0}, sa[TT_N_CAT] = {0}, sc[TT_N_CAT] = {0};
         double mk[4] = {0};
         double loss = bgraph_compute(&g, sl, sa, sc, mk);
-        double tc = now_s();
+        double tc = tt_now();
         prof[0] += tb - ta;
         prof[1] += tc - tb;
         if (!isfinite(loss)) {
@@ -426,7 +432,7 @@ int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, voi
         float gn = grad_norm(m, &g);
         float gscale = p->clip > 0 && gn > p->clip ? p->clip / gn : 1.0f;
         adamw_step(&opt, m, &g, p, lr, gscale);
-        prof[2] += now_s() - tc;
+        prof[2] += tt_now() - tc;
         rep->tokens += (double)p->T * p->B;
 
         if (sc[TT_CAT_GEN] > 0) {
@@ -446,7 +452,7 @@ int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, voi
             }
             for (int k = 0; k < 4; k++) win_mark[k] += mk[k];
         }
-        el = now_s() - t0;
+        el = tt_now() - t0;
         if (p->progress) {
             int decile = (int)(frac * 10);
             if (tty ? el - last_print >= 0.5 : decile != last_decile) {
@@ -457,7 +463,7 @@ int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, voi
         }
     }
     rep->steps = step;
-    rep->seconds = now_s() - t0;
+    rep->seconds = tt_now() - t0;
     if (getenv("SR_TRAIN_PROFILE"))
         fprintf(stderr, "[%s] time: pack %.1f s, graph %.1f s, optimizer %.1f s\n", p->label, prof[0], prof[1], prof[2]);
     rep->loss_gen = win_cnt[1] > 0 ? win_loss[1] / win_cnt[1] : ema_g;

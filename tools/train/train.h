@@ -47,8 +47,11 @@ struct tt_params {
     float wd;           /* decoupled weight decay on matrices */
     float beta1, beta2, eps;
     float clip;         /* global gradient-norm clip; 0 = off */
-    int64_t steps;      /* optimizer steps; the schedule runs over min(steps, time) */
-    double time_s;      /* wall-clock budget in seconds; 0 = none */
+    int64_t steps;      /* optimizer steps: the budget and the schedule (never wall-clock time, so that the
+                           same settings give the same model on any machine and under any load) */
+    double deadline;    /* CLOCK_MONOTONIC seconds (tt_now()) past which training aborts with an error
+                           instead of finishing; 0 = none. It never changes what a run that finishes
+                           computes. */
     int32_t threads;
     int32_t mark_layer; /* error marks are learned on the input of this layer; 0 = the last */
     float mid_weight;   /* the generation targets are also learned there, with this weight (so that the
@@ -71,6 +74,9 @@ struct tt_report {
 };
 
 struct tt_params tt_default_params(void);
+
+/* CLOCK_MONOTONIC in seconds (the clock of tt_params.deadline). */
+double tt_now(void);
 
 /* Trains m in place. Returns 0, or -1 with a message in err. */
 int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, void *user, struct tt_report *rep,
