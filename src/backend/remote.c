@@ -94,6 +94,8 @@ struct lm_remote {
     int32_t *suffix_toks;
     int64_t n_suffix;
     bool warned_count;
+    struct sr_rp_top last_top[SR_RP_MAX_TOP]; /* the last judge's alternatives (test hook) */
+    int n_last_top;
 };
 
 static const struct sr_lm_ops remote_ops;
@@ -731,6 +733,8 @@ static enum sr_status rm_judge(struct sr_lm *lm, const char *cand, size_t cand_l
                           "%s: the judge's answer has no top log-probabilities (the server must return 'logprobs'; "
                           "vLLM: --max-logprobs %d or more)", m->url, JUDGE_TOP_K);
     }
+    memcpy(R->last_top, cp.top, sizeof cp.top);
+    R->n_last_top = cp.n_top;
     int best = 0;
     for (int i = 1; i < cp.n_top; i++)
         if (cp.top[i].logprob > cp.top[best].logprob) best = i;
@@ -836,4 +840,20 @@ enum sr_status sr_remote_lm_init(struct sr_remote_model *m, struct sr_lm **out, 
     rm_set_sampling(&R->base, 0.0f, 1.0f, 0);
     *out = &R->base;
     return SR_OK;
+}
+
+int sr_remote_lm_last_top(const struct sr_lm *lm, int32_t *ids, double *logprobs, int cap) {
+    const struct lm_remote *R = (const struct lm_remote *)lm;
+    int n = R->n_last_top < cap ? R->n_last_top : cap;
+    for (int i = 0; i < n; i++) {
+        ids[i] = R->last_top[i].id;
+        logprobs[i] = R->last_top[i].logprob;
+    }
+    return n;
+}
+
+const int32_t *sr_remote_lm_tokens(const struct sr_lm *lm, int64_t *n) {
+    const struct lm_remote *R = (const struct lm_remote *)lm;
+    *n = R->n_toks;
+    return R->toks;
 }

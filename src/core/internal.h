@@ -180,6 +180,10 @@ int sr_remote_model_desc(const struct sr_remote_model *m, char *buf, size_t size
 enum sr_status sr_remote_lm_init(struct sr_remote_model *m, struct sr_lm **out, struct sr_error *err);
 /* Whether lm is a remote context. */
 bool sr_lm_is_remote(const struct sr_lm *lm);
+/* Test hooks: the last judge's top alternatives (id, log-probability) as the server sent them;
+ * the token ids of the context (token mode). */
+int sr_remote_lm_last_top(const struct sr_lm *lm, int32_t *ids, double *logprobs, int cap);
+const int32_t *sr_remote_lm_tokens(const struct sr_lm *lm, int64_t *n);
 
 /* ---- engine.c ------------------------------------------------------------------------------ */
 /* Test hook: a session's model context (NULL if that model is not loaded). */
