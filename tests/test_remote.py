@@ -291,7 +291,10 @@ def rpc(cli, rpc_bin, mdir):
               "--max-step-tokens", "30", "--max-answer-tokens", "16", "-t", "3", "--threads", "1"]
     local = result(*run(cli, common)[:3], what="local")
     workers = ",".join("127.0.0.1:%d" % p for p in ports)
-    remote = result(*run(cli, common + ["--rpc", workers])[:3], what="rpc")
+    # Sanitizer builds: ggml's RPC registry is never freed (see tests/lsan_rpc.supp).
+    supp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lsan_rpc.supp")
+    lsan = (os.environ.get("LSAN_OPTIONS", "") + ":suppressions=" + supp).lstrip(":")
+    remote = result(*run(cli, common + ["--rpc", workers], env={"LSAN_OPTIONS": lsan})[:3], what="rpc")
     same_run(local, remote, "RPC workers")
     for i in range(2):
         with open("rpc-worker-%d.log" % i, "rb") as f:
