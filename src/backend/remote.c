@@ -413,12 +413,10 @@ enum sr_status sr_remote_model_load(const struct sr_model_params *p, const char 
     if (st == SR_OK && m->llama_server && !m->vocab) {
         /* /apply-template renders with the server's own template. */
         json_t *o = json_pack("{s:[{s:s,s:s}]}", "messages", "role", "user", "content", "x");
-        m->apply_template = post_json(&c, "/apply-template", o) == SR_OK &&
-                            sr_rp_parse_apply_template(c.resp.data, c.resp.len) != NULL;
-        if (m->apply_template) {
-            char *pr = sr_rp_parse_apply_template(c.resp.data, c.resp.len);
-            free(pr);
-        }
+        char *pr = post_json(&c, "/apply-template", o) == SR_OK ? sr_rp_parse_apply_template(c.resp.data, c.resp.len)
+                                                                : NULL;
+        m->apply_template = pr != NULL;
+        free(pr);
         emsg[0] = '\0';
     }
     if (st == SR_OK && m->vocab && m->llama_server) st = check_vocab(&c, m);
