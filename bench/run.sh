@@ -4,6 +4,7 @@
 #   specdecode.json  token-level drafting, ours vs llama.cpp's llama-speculative-simple, for a
 #                    high-agreement pair (the base model and its Q8_0 copy) and a low-agreement
 #                    pair (two unrelated random models); same prompt, greedy, same draft settings
+#   remote.json      in-process vs both models behind llama-server on loopback (bench_remote.py)
 # Generates its own models (random weights, real Qwen2 tokenizer) into the build tree.
 #   SR_BENCH_THREADS (default 1: this 2-core machine is often shared; 2 OpenMP threads on a busy
 #   core spin and lose), SR_BENCH_REPS (default 3).
@@ -58,4 +59,7 @@ PY
     done
 done
 printf '%s\n' "${results[@]}" | python3 -c 'import json,sys; print(json.dumps([json.loads(l) for l in sys.stdin], indent=1))' >"$out/specdecode.json"
-echo "wrote $out/engine.json $out/specdecode.json" >&2
+echo "== remote backend: in-process vs both models on llama-server (loopback)" >&2
+python3 "$root/bench/bench_remote.py" --build "$build" --small "$m/small.gguf" --base "$m/base.gguf" \
+    --threads "$threads" --reps "$reps" --out "$out/remote.json" >/dev/null
+echo "wrote $out/engine.json $out/specdecode.json $out/remote.json" >&2

@@ -47,6 +47,7 @@ static const struct opt OPTS[] = {
     {"spec-decode", 0, OPT_FLAG, &C.spec_decode, 0, 0, "token-level speculative decoding wherever the base model writes"},
     COMMON_OPTS_DRAFT(C.o, ""),
     COMMON_OPTS_HARDWARE(C.o),
+    COMMON_OPTS_REMOTE(C.o),
     {"json", 0, OPT_FLAG, &C.json, 0, 0, "print one JSON result instead of the stream"},
     {"quiet", 'q', OPT_FLAG, &C.quiet, 0, 0, "no streaming; print the text and the summary at the end"},
     {"color", 0, OPT_STR, &C.color, 0, 0, "auto | always | never (default auto: colours on a terminal)"},
@@ -229,9 +230,9 @@ int main(int argc, char **argv) {
     if (sr_run_params_check(rp, &err) != SR_OK) return bad("%s", err.msg);
 
     bool need_small = rp->mode != SR_MODE_BASE || rp->spec_decode, need_base = rp->mode != SR_MODE_SMALL;
-    if (need_small && !C.o.small_path)
-        return bad("mode %s%s needs --small", sr_mode_str(rp->mode), rp->spec_decode ? " with --spec-decode" : "");
-    if (need_base && !C.o.base_path) return bad("mode %s needs --base", sr_mode_str(rp->mode));
+    if (need_small && !C.o.small_path && !C.o.small_url)
+        return bad("mode %s%s needs --small or --small-url", sr_mode_str(rp->mode), rp->spec_decode ? " with --spec-decode" : "");
+    if (need_base && !C.o.base_path && !C.o.base_url) return bad("mode %s needs --base or --base-url", sr_mode_str(rp->mode));
 
     char *text = NULL;
     size_t text_len = 0;

@@ -113,6 +113,7 @@ void common_opts_init(struct common_opts *o) {
     o->small_temp = o->base_temp = o->small_top_p = o->base_top_p = NAN;
     o->small_ctx = o->base_ctx = -1;
     o->small_ngl = o->base_ngl = -2;
+    o->remote_retries = -1;
 }
 
 void common_opts_on_set(struct common_opts *o, const struct opt *given) {
@@ -165,4 +166,22 @@ void common_opts_engine_params(const struct common_opts *o, bool need_small, boo
     ep->small.n_gpu_layers = ep->base.n_gpu_layers = (int32_t)o->ngl;
     if (o->small_ngl >= -1) ep->small.n_gpu_layers = (int32_t)o->small_ngl;
     if (o->base_ngl >= -1) ep->base.n_gpu_layers = (int32_t)o->base_ngl;
+    if (need_small && o->small_url) {
+        ep->small.url = o->small_url;
+        ep->small.model = o->small_model;
+        ep->small.api_key = getenv("SPECREASON_SMALL_API_KEY");
+    }
+    if (need_base && o->base_url) {
+        ep->base.url = o->base_url;
+        ep->base.model = o->base_model;
+        ep->base.api_key = getenv("SPECREASON_BASE_API_KEY");
+    }
+    struct sr_model_params *mp[2] = {&ep->small, &ep->base};
+    for (int i = 0; i < 2; i++) {
+        mp[i]->chat_template = o->remote_template;
+        mp[i]->timeout_s = o->remote_timeout;
+        /* library: 0 = default (3), < 0 = none */
+        mp[i]->max_retries = o->remote_retries < 0 ? 0 : o->remote_retries == 0 ? -1 : (int32_t)o->remote_retries;
+        if (!mp[i]->url) mp[i]->rpc = o->rpc;
+    }
 }

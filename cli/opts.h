@@ -43,6 +43,10 @@ struct common_opts {
     int64_t ctx, small_ctx, base_ctx, threads, threads_batch, ngl, small_ngl, base_ngl;
     double temp, top_p, small_temp, small_top_p, base_temp, base_top_p, draft_p_min;
     bool greedy, no_strip, set_temp, set_top_p;
+    /* remote models and RPC workers (docs/REMOTE.md) */
+    const char *small_url, *base_url, *small_model, *base_model, *remote_template, *rpc;
+    double remote_timeout;
+    int64_t remote_retries;
 };
 
 /* Table rows of the shared options, for a tool's `static const struct opt OPTS[]` (O is the
@@ -84,6 +88,20 @@ struct common_opts {
     {"small-ngl", 0, OPT_INT, &(O).small_ngl, -1, 1e6, "GPU layers of the small model"},                     \
     {"base-ngl", 0, OPT_INT, &(O).base_ngl, -1, 1e6, "GPU layers of the base model"}
 
+/* Models on OpenAI-compatible servers and llama.cpp RPC workers (API keys come from
+ * SPECREASON_SMALL_API_KEY / SPECREASON_BASE_API_KEY). */
+#define COMMON_OPTS_REMOTE(O)                                                                              \
+    {"small-url", 0, OPT_STR, &(O).small_url, 0, 0,                                                         \
+     "small model on an OpenAI-compatible server (llama-server, vLLM, SGLang); --small GGUF is then only its vocabulary"}, \
+    {"base-url", 0, OPT_STR, &(O).base_url, 0, 0, "base model on an OpenAI-compatible server (as --small-url)"}, \
+    {"small-model", 0, OPT_STR, &(O).small_model, 0, 0, "model name sent to the small model's server"},    \
+    {"base-model", 0, OPT_STR, &(O).base_model, 0, 0, "model name sent to the base model's server"},       \
+    {"remote-template", 0, OPT_STR, &(O).remote_template, 0, 0,                                            \
+     "llama.cpp template name for a remote model without GGUF or /apply-template (default chatml)"},       \
+    {"remote-timeout", 0, OPT_FLOAT, &(O).remote_timeout, 0.001, 86400, "seconds per HTTP request (default 600)"}, \
+    {"remote-retries", 0, OPT_INT, &(O).remote_retries, 0, 100, "retries after 429/5xx/connection errors (default 3)"}, \
+    {"rpc", 0, OPT_STR, &(O).rpc, 0, 0, "HOST:PORT,... ggml-rpc-server workers for the in-process models' layers"}
+
 /* Defaults (those of sr_run_default_params; "not given" for the per-model overrides). */
 void common_opts_init(struct common_opts *o);
 /* Call from the tool's on_set: notes which of the both-model options were given. */
@@ -91,7 +109,7 @@ void common_opts_on_set(struct common_opts *o, const struct opt *given);
 /* Resolves the shared options into rp (per-model values override both-model ones; --greedy
  * overrides temperatures). Returns 0, or 2 after printing a usage error. */
 int common_opts_run_params(const char *prog, const struct common_opts *o, struct sr_run_params *rp);
-/* The engine parameters; a model path is set only when that model is needed. */
+/* The engine parameters; a model path (or URL) is set only when that model is needed. */
 void common_opts_engine_params(const struct common_opts *o, bool need_small, bool need_base,
                                struct sr_engine_params *ep);
 

@@ -92,6 +92,19 @@ struct sr_model_params {
     uint32_t n_ctx;          /* context tokens per session; 0 = min(16384, model's n_ctx_train) */
     int32_t n_threads;       /* CPU threads for decoding; 0 = number of online cores */
     int32_t n_threads_batch; /* CPU threads for prefill; 0 = n_threads */
+    /* A model served by an OpenAI-compatible HTTP server (llama-server, vLLM, SGLang) instead of
+     * loaded in-process: see docs/REMOTE.md. With a url, `path` is optional and names a GGUF that
+     * is read for its vocabulary and chat template only (exact tokenization, local rendering). */
+    const char *url;           /* server base URL, e.g. "http://127.0.0.1:8080"; NULL = in-process */
+    const char *model;         /* "model" sent with requests; NULL = the server's first model */
+    const char *api_key;       /* sent as "Authorization: Bearer KEY"; NULL = none */
+    const char *chat_template; /* remote without a GGUF and without llama-server's /apply-template:
+                                  a llama.cpp template name ("chatml", "llama3", ...); NULL = chatml */
+    double timeout_s;          /* per HTTP request (connect timeout min(10, this)); 0 = 600 */
+    int32_t max_retries;       /* retries after 429/5xx/connection errors/timeouts; 0 = 3, < 0 = none */
+    /* In-process only: llama.cpp RPC workers ("host:port,host:port"; ggml-rpc-server) that hold
+     * the layers. n_gpu_layers 0 then means all layers on the workers. NULL = none. */
+    const char *rpc;
 };
 
 struct sr_engine_params {
@@ -276,6 +289,16 @@ struct sr_stats {
     double sd_mean_accepted; /* n_sd_accepted / n_sd_batches */
     double t_sd_draft_ms;  /* small model drafting inside base writing */
     double t_sd_verify_ms; /* base model verifying */
+
+    /* remote backends (docs/REMOTE.md); all 0 for in-process models */
+    int64_t n_http_requests_small; /* HTTP requests, retries included */
+    int64_t n_http_requests_base;
+    int64_t n_http_retries_small;  /* requests repeated after 429/5xx/connection errors */
+    int64_t n_http_retries_base;
+    int64_t n_http_bytes_small;    /* request + response bytes */
+    int64_t n_http_bytes_base;
+    double t_http_small_ms;        /* time inside HTTP requests */
+    double t_http_base_ms;
 };
 
 struct sr_step {

@@ -43,6 +43,7 @@ static const struct opt OPTS[] = {
     COMMON_OPTS_THINKING(C.o),
     COMMON_OPTS_DRAFT(C.o, "+decode modes: "),
     COMMON_OPTS_HARDWARE(C.o),
+    COMMON_OPTS_REMOTE(C.o),
     {"save-steps", 0, OPT_FLAG, &C.save_steps, 0, 0, "also store every step (the full result JSON) in each record"},
     {"server", 0, OPT_STR, &C.server, 0, 0, "URL of a running engine server (not available yet)"},
     {"progress", 0, OPT_STR, &C.progress, 0, 0,
@@ -329,8 +330,8 @@ int main(int argc, char **argv) {
         need_small = need_small || uses_small(S.cfg[i].m);
         need_base = need_base || uses_base(S.cfg[i].m);
     }
-    if (!C.report && need_small && !C.o.small_path) { ret = bad("the selected modes need --small"); goto done; }
-    if (!C.report && need_base && !C.o.base_path) { ret = bad("the selected modes need --base"); goto done; }
+    if (!C.report && need_small && !C.o.small_path && !C.o.small_url) { ret = bad("the selected modes need --small or --small-url"); goto done; }
+    if (!C.report && need_base && !C.o.base_path && !C.o.base_url) { ret = bad("the selected modes need --base or --base-url"); goto done; }
 
     struct sr_engine_params ep;
     common_opts_engine_params(&C.o, need_small, need_base, &ep);

@@ -27,8 +27,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <netdb.h>
+#include <poll.h>
+#include <fcntl.h>
+#include <sys/socket.h>
 
 #include "internal.h"
+#include "ggml-rpc.h"
 #include "llama.h"
 
 /* ------------------------------------------------------------------------------------------ */
@@ -84,6 +89,7 @@ struct sr_llama_model {
     const char *tmpl; /* chat template from the GGUF, or NULL (= chatml); owned by the model */
     char *path;
     char role[16];
+    char rpc[256]; /* the workers the layers are on, or "" */
     uint32_t n_ctx;
     int32_t n_threads, n_threads_batch;
     llama_token digit_tok[10];
@@ -100,8 +106,89 @@ static int online_cores(void) {
     return n > 0 ? (int)n : 1;
 }
 
+/* ---- llama.cpp RPC workers (ggml-rpc-server) -------------------------------------------------
+ * ggml's RPC client aborts the process when it cannot reach a worker, so each endpoint is first
+ * probed with a plain TCP connect (2 s timeout) and a dead worker becomes an error message. */
+
+static bool tcp_probe(const char *host, const char *port, char *why, size_t n) {
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0) { snprintf(why, n, "%s:%s: %s", host, port, gai_strerror(rc)); return false; }
+    bool ok = false;
+    for (struct addrinfo *a = res; a && !ok; a = a->ai_next) {
+        int fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+        if (fd < 0) continue;
+        int fl = fcntl(fd, F_GETFL, 0);
+        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+        rc = connect(fd, a->ai_addr, a->ai_addrlen);
+        if (rc == 0) ok = true;
+        else if (errno == EINPROGRESS) {
+            struct pollfd pfd = {fd, POLLOUT, 0};
+            if (poll(&pfd, 1, 2000) == 1) {
+                int e = 0;
+                socklen_t el = sizeof e;
+                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) == 0 && e == 0) ok = true;
+                else errno = e;
+            } else errno = ETIMEDOUT;
+        }
+        if (!ok) snprintf(why, n, "cannot connect to the worker at %s:%s (%s; is ggml-rpc-server running there?)", host, port, strerror(errno));
+        close(fd);
+    }
+    freeaddrinfo(res);
+    return ok;
+}
+
+/* Devices of the workers in "host:port,host:port,...". */
+static bool rpc_devices(const char *list, ggml_backend_dev_t *devs, size_t cap, size_t *nd, char *why, size_t n) {
+    *nd = 0;
+    char buf[1024];
+    if (strlen(list) >= sizeof buf) { snprintf(why, n, "list too long"); return false; }
+    snprintf(buf, sizeof buf, "%s", list);
+    size_t n_ep = 0;
+    for (char *save = NULL, *ep = strtok_r(buf, ",", &save); ep; ep = strtok_r(NULL, ",", &save)) {
+        while (*ep == ' ') ep++;
+        char *colon = strrchr(ep, ':');
+        if (!colon || colon == ep || !colon[1]) { snprintf(why, n, "'%s' is not HOST:PORT", ep); return false; }
+        char *end = NULL;
+        long port = strtol(colon + 1, &end, 10);
+        if (*end || port < 1 || port > 65535) { snprintf(why, n, "'%s': bad port", ep); return false; }
+        if (++n_ep > GGML_RPC_MAX_SERVERS) { snprintf(why, n, "more than %d workers", GGML_RPC_MAX_SERVERS); return false; }
+        *colon = '\0';
+        bool ok = tcp_probe(ep, colon + 1, why, n);
+        *colon = ':';
+        if (!ok) return false;
+        ggml_backend_reg_t reg = ggml_backend_rpc_add_server(ep);
+        if (!reg) { snprintf(why, n, "the worker at %s reports no devices", ep); return false; }
+        for (size_t i = 0; i < ggml_backend_reg_dev_count(reg); i++) {
+            if (*nd >= cap) { snprintf(why, n, "too many devices"); return false; }
+            devs[(*nd)++] = ggml_backend_reg_dev_get(reg, i);
+        }
+    }
+    if (*nd == 0) { snprintf(why, n, "no workers given"); return false; }
+    return true;
+}
+
+static enum sr_status model_load(const struct sr_model_params *p, const char *role, bool vocab_only,
+                                 struct sr_llama_model **out, struct sr_error *err);
+
 enum sr_status sr_llama_model_load(const struct sr_model_params *p, const char *role,
                                    struct sr_llama_model **out, struct sr_error *err) {
+    return model_load(p, role, false, out, err);
+}
+
+enum sr_status sr_llama_vocab_load(const char *path, const char *role, struct sr_llama_model **out,
+                                   struct sr_error *err) {
+    struct sr_model_params p;
+    memset(&p, 0, sizeof p);
+    p.path = path;
+    return model_load(&p, role, true, out, err);
+}
+
+static enum sr_status model_load(const struct sr_model_params *p, const char *role, bool vocab_only,
+                                 struct sr_llama_model **out, struct sr_error *err) {
     *out = NULL;
     if (!p->path || !*p->path) return sr_seterr(err, SR_ERR_INVALID_ARG, "%s model: no path given", role);
     if (p->n_threads < 0 || p->n_threads > 512 || p->n_threads_batch < 0 || p->n_threads_batch > 512)
@@ -128,6 +215,20 @@ enum sr_status sr_llama_model_load(const struct sr_model_params *p, const char *
     struct llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = p->n_gpu_layers;
     mp.progress_callback = NULL;
+    mp.vocab_only = vocab_only;
+    ggml_backend_dev_t devs[GGML_RPC_MAX_SERVERS * 4 + 1];
+    if (p->rpc && *p->rpc && !vocab_only) {
+        char why[256];
+        size_t nd = 0;
+        if (!rpc_devices(p->rpc, devs, sizeof devs / sizeof devs[0] - 1, &nd, why, sizeof why)) {
+            sr_llama_model_free(m);
+            return sr_seterr(err, SR_ERR_MODEL_LOAD, "%s model: --rpc: %s", role, why);
+        }
+        devs[nd] = NULL;
+        mp.devices = devs;
+        if (mp.n_gpu_layers == 0) mp.n_gpu_layers = -1; /* with workers, 0 (the default) = all layers there */
+        snprintf(m->rpc, sizeof m->rpc, "%s", p->rpc);
+    }
     g_last_llama_error[0] = '\0';
     m->model = llama_model_load_from_file(p->path, mp);
     if (!m->model) {
@@ -143,11 +244,12 @@ enum sr_status sr_llama_model_load(const struct sr_model_params *p, const char *
         return sr_seterr(err, SR_ERR_MODEL_LOAD, "%s model '%s': no vocabulary", role, p->path);
     }
     m->tmpl = llama_model_chat_template(m->model, NULL);
-    int32_t n_train = llama_model_n_ctx_train(m->model);
-    m->n_ctx = p->n_ctx ? p->n_ctx : (uint32_t)(n_train > 0 && n_train < 16384 ? n_train : 16384);
-    m->n_threads = p->n_threads ? p->n_threads : online_cores();
-    m->n_threads_batch = p->n_threads_batch ? p->n_threads_batch : m->n_threads;
-
+    if (!vocab_only) { /* a vocabulary-only load (remote backend) never gets a context */
+        int32_t n_train = llama_model_n_ctx_train(m->model);
+        m->n_ctx = p->n_ctx ? p->n_ctx : (uint32_t)(n_train > 0 && n_train < 16384 ? n_train : 16384);
+        m->n_threads = p->n_threads ? p->n_threads : online_cores();
+        m->n_threads_batch = p->n_threads_batch ? p->n_threads_batch : m->n_threads;
+    }
     /* The single-digit tokens, for the judge's score. */
     for (int d = 0; d < 10; d++) {
         char s[2] = {(char)('0' + d), 0};
@@ -196,9 +298,9 @@ void sr_llama_model_free(struct sr_llama_model *m) {
 int sr_llama_model_desc(const struct sr_llama_model *m, char *buf, size_t size) {
     char desc[128];
     llama_model_desc(m->model, desc, sizeof desc);
-    return snprintf(buf, size, "%s (%s, %.1fM params, %d layers, n_embd %d, vocab %d, ctx %u)", m->path, desc,
+    return snprintf(buf, size, "%s (%s, %.1fM params, %d layers, n_embd %d, vocab %d, ctx %u%s%s)", m->path, desc,
                     (double)llama_model_n_params(m->model) / 1e6, llama_model_n_layer(m->model),
-                    llama_model_n_embd(m->model), m->n_vocab, m->n_ctx);
+                    llama_model_n_embd(m->model), m->n_vocab, m->n_ctx, m->rpc[0] ? ", RPC workers " : "", m->rpc);
 }
 
 /* Whether draft token ids mean the same as the target's, as llama.cpp's speculative example
@@ -839,7 +941,9 @@ static enum sr_status lm_generate_spec(struct sr_lm *lm, struct sr_lm *draft_lm,
 
 static bool lm_draft_compatible(struct sr_lm *lm, struct sr_lm *draft_lm, char *why, size_t n) {
     if (!is_llama(draft_lm)) {
-        snprintf(why, n, "the draft model is not an in-process llama.cpp model");
+        /* Both phrasings are matched by tests (test_engine: another ops table; test_remote). */
+        snprintf(why, n, "the draft model is not an in-process llama.cpp model (the small model is served remotely "
+                         "or behind another backend); drafting needs both models in-process");
         return false;
     }
     const struct sr_llama_model *a = ((struct lm_llama *)lm)->m, *b = ((struct lm_llama *)draft_lm)->m;
@@ -946,30 +1050,32 @@ static enum sr_status lm_set_sampling(struct sr_lm *lm, float temperature, float
     return SR_OK;
 }
 
-static enum sr_status lm_render(struct sr_lm *lm, const struct sr_chat_msg *msgs, size_t n, struct sr_buf *out) {
-    struct lm_llama *L = (struct lm_llama *)lm;
+/* Renders msgs with tmpl (NULL = chatml), falling back to chatml when llama.cpp does not know
+ * the template; role names the model in the warning. Returns SR_OK or a status with errbuf. */
+static enum sr_status render_with(const char *tmpl, const char *role, const struct sr_chat_msg *msgs, size_t n,
+                                  struct sr_buf *out, char *errbuf, size_t errlen) {
     struct llama_chat_message cm[8];
-    if (n > 8) return sr_lm_fail(lm, SR_ERR_INTERNAL, "too many chat messages");
+    if (n > 8) { snprintf(errbuf, errlen, "too many chat messages"); return SR_ERR_INTERNAL; }
     size_t total = 64;
     for (size_t i = 0; i < n; i++) {
         cm[i].role = msgs[i].role;
         cm[i].content = msgs[i].content;
         total += strlen(msgs[i].content) * 2 + 64;
     }
-    const char *tmpl = L->m->tmpl;
     for (int attempt = 0; attempt < 2; attempt++) {
-        if (total > INT32_MAX) return sr_lm_fail(lm, SR_ERR_INVALID_ARG, "prompt too long");
+        if (total > INT32_MAX) { snprintf(errbuf, errlen, "prompt too long"); return SR_ERR_INVALID_ARG; }
         sr_buf_clear(out);
-        if (!sr_buf_reserve(out, total)) return sr_lm_fail(lm, SR_ERR_NOMEM, "out of memory");
+        if (!sr_buf_reserve(out, total)) { snprintf(errbuf, errlen, "out of memory"); return SR_ERR_NOMEM; }
         int32_t r = llama_chat_apply_template(tmpl, cm, n, false, out->data, (int32_t)total);
         if (r < 0) {
             if (tmpl) {
-                sr_log(SR_LOG_WARN, "%s model: chat template not recognised by llama.cpp; using chatml", L->m->role);
+                sr_log(SR_LOG_WARN, "%s model: chat template not recognised by llama.cpp; using chatml", role);
                 tmpl = NULL;
                 attempt = -1;
                 continue;
             }
-            return sr_lm_fail(lm, SR_ERR_BACKEND, "chat template could not be applied");
+            snprintf(errbuf, errlen, "chat template could not be applied");
+            return SR_ERR_BACKEND;
         }
         if ((size_t)r < total) {
             out->len = (size_t)r;
@@ -978,7 +1084,13 @@ static enum sr_status lm_render(struct sr_lm *lm, const struct sr_chat_msg *msgs
         }
         total = (size_t)r + 1;
     }
-    return sr_lm_fail(lm, SR_ERR_INTERNAL, "chat template rendering did not converge");
+    snprintf(errbuf, errlen, "chat template rendering did not converge");
+    return SR_ERR_INTERNAL;
+}
+
+static enum sr_status lm_render(struct sr_lm *lm, const struct sr_chat_msg *msgs, size_t n, struct sr_buf *out) {
+    struct lm_llama *L = (struct lm_llama *)lm;
+    return render_with(L->m->tmpl, L->m->role, msgs, n, out, lm->errmsg, sizeof lm->errmsg);
 }
 
 static void lm_free(struct sr_lm *lm) {
@@ -1138,4 +1250,98 @@ char *sr_llama_lm_detokenize(struct sr_lm *lm, const int32_t *tokens, int64_t n)
         sr_buf_append(&b, L->pbuf, (size_t)k);
     }
     return sr_buf_take(&b);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* vocabulary services for the remote backend (a vocabulary-only load)                        */
+
+int64_t sr_llama_vocab_tokenize(const struct sr_llama_model *m, const char *text, size_t len, bool special,
+                                int32_t **toks) {
+    *toks = NULL;
+    if (len > INT32_MAX / 2) return -1;
+    int64_t cap = (int64_t)len + 8;
+    llama_token *t = malloc((size_t)cap * sizeof *t);
+    if (!t) return -1;
+    int32_t n = len ? llama_tokenize(m->vocab, text, (int32_t)len, t, (int32_t)cap, false, special) : 0;
+    if (n < 0 && n != INT32_MIN) {
+        cap = -(int64_t)n;
+        llama_token *nt = realloc(t, (size_t)cap * sizeof *t);
+        if (!nt) { free(t); return -1; }
+        t = nt;
+        n = llama_tokenize(m->vocab, text, (int32_t)len, t, (int32_t)cap, false, special);
+    }
+    if (n < 0) { free(t); return -1; }
+    *toks = t;
+    return n;
+}
+
+/* Appends text tokenized as plain text to (*t, *n, *cap). */
+static bool vocab_push_text(const struct sr_llama_model *m, struct sr_buf *raw, int32_t **t, int64_t *n, int64_t *cap) {
+    if (!raw->len) return true;
+    int32_t *k = NULL;
+    int64_t nk = sr_llama_vocab_tokenize(m, raw->data, raw->len, false, &k);
+    sr_buf_clear(raw);
+    bool ok = nk >= 0 && grow_tokens(t, cap, *n + nk);
+    if (ok && nk) memcpy(*t + *n, k, (size_t)nk * sizeof *k);
+    if (ok) *n += nk;
+    free(k);
+    return ok;
+}
+
+int64_t sr_llama_vocab_tokenize_segs(const struct sr_llama_model *m, const struct sr_seg *segs, size_t n_segs,
+                                     int32_t **toks) {
+    /* The algorithm of tokenize_segs (in-process reset), over the vocabulary alone. */
+    *toks = NULL;
+    int32_t *t = NULL;
+    int64_t n = 0, cap = 0;
+    struct sr_buf raw = {0};
+    bool ok = true;
+    for (size_t s = 0; s < n_segs && ok; s++) {
+        const char *x = segs[s].text;
+        size_t len = segs[s].len;
+        if (!segs[s].special) { sr_buf_append(&raw, x, len); continue; }
+        size_t i = 0;
+        while (i < len && ok) {
+            int32_t best = -1;
+            for (int32_t c = 0; c < m->n_ctrl; c++) {
+                size_t cl = (size_t)m->ctrl_len[c];
+                if (cl <= len - i && memcmp(x + i, m->ctrl_text[c], cl) == 0 && (best < 0 || m->ctrl_len[c] > m->ctrl_len[best]))
+                    best = c;
+            }
+            if (best < 0) { sr_buf_append(&raw, x + i, 1); i++; continue; }
+            ok = vocab_push_text(m, &raw, &t, &n, &cap) && grow_tokens(&t, &cap, n + 1);
+            if (ok) t[n++] = m->ctrl[best];
+            i += (size_t)m->ctrl_len[best];
+        }
+    }
+    ok = ok && !raw.oom && vocab_push_text(m, &raw, &t, &n, &cap);
+    sr_buf_free(&raw);
+    if (!ok) { free(t); return -1; }
+    *toks = t;
+    return n;
+}
+
+int32_t sr_llama_vocab_bos(const struct sr_llama_model *m) {
+    llama_token bos = llama_vocab_bos(m->vocab);
+    return llama_vocab_get_add_bos(m->vocab) && bos != LLAMA_TOKEN_NULL ? bos : -1;
+}
+
+int32_t sr_llama_vocab_piece(const struct sr_llama_model *m, int32_t tok, char *buf, int32_t size) {
+    if (tok < 0 || tok >= m->n_vocab) return -1;
+    int32_t n = llama_token_to_piece(m->vocab, tok, buf, size, 0, true);
+    return n < 0 ? -1 : n;
+}
+
+bool sr_llama_vocab_is_eog(const struct sr_llama_model *m, int32_t tok) {
+    return tok >= 0 && tok < m->n_vocab && llama_vocab_is_eog(m->vocab, tok);
+}
+
+int32_t sr_llama_vocab_size(const struct sr_llama_model *m) { return m->n_vocab; }
+
+int32_t sr_llama_vocab_digit(const struct sr_llama_model *m, int d) { return m->digit_ok[d] ? m->digit_tok[d] : -1; }
+
+enum sr_status sr_llama_render(const struct sr_llama_model *m, const char *tmpl_name, const struct sr_chat_msg *msgs,
+                               size_t n, struct sr_buf *out, char *errbuf, size_t errlen) {
+    const char *tmpl = m && m->tmpl ? m->tmpl : tmpl_name;
+    return render_with(tmpl, m ? m->role : "remote", msgs, n, out, errbuf, errlen);
 }

@@ -9,9 +9,12 @@
 #include "internal.h"
 #include "result_json.h"
 
+/* Each model is in-process (llama) or behind an HTTP endpoint (remote), never both. */
 struct sr_engine {
     struct sr_llama_model *small;
     struct sr_llama_model *base;
+    struct sr_remote_model *small_remote;
+    struct sr_remote_model *base_remote;
 };
 
 struct sr_session {
@@ -34,16 +37,36 @@ struct sr_engine_params sr_engine_default_params(void) {
     return p;
 }
 
+/* The backend choice: a URL means the remote backend (path, if any, is then only its
+ * vocabulary), else a path means in-process llama.cpp, else the model is not loaded. */
+static enum sr_status load_model(const struct sr_model_params *mp, const char *role, struct sr_llama_model **local,
+                                 struct sr_remote_model **remote, struct sr_error *err) {
+    if (mp->url && *mp->url) {
+        if (mp->rpc && *mp->rpc)
+            return sr_seterr(err, SR_ERR_INVALID_ARG, "%s model: RPC workers apply to in-process models, not to a URL", role);
+        return sr_remote_model_load(mp, role, remote, err);
+    }
+    if (mp->path) return sr_llama_model_load(mp, role, local, err);
+    return SR_OK;
+}
+
+static enum sr_status new_lm(struct sr_llama_model *local, struct sr_remote_model *remote, struct sr_lm **out,
+                             struct sr_error *err) {
+    if (remote) return sr_remote_lm_init(remote, out, err);
+    if (local) return sr_llama_lm_init(local, out, err);
+    return SR_OK;
+}
+
 enum sr_status sr_engine_init(const struct sr_engine_params *p, struct sr_engine **out, struct sr_error *err) {
     if (!out) return sr_seterr(err, SR_ERR_INVALID_ARG, "no output pointer");
     *out = NULL;
     if (!p) return sr_seterr(err, SR_ERR_INVALID_ARG, "no parameters");
-    if (!p->small.path && !p->base.path) return sr_seterr(err, SR_ERR_INVALID_ARG, "no model path given");
+    if (!p->small.path && !p->base.path && !p->small.url && !p->base.url)
+        return sr_seterr(err, SR_ERR_INVALID_ARG, "no model path or URL given");
     struct sr_engine *e = calloc(1, sizeof *e);
     if (!e) return sr_seterr(err, SR_ERR_NOMEM, "out of memory");
-    enum sr_status st = SR_OK;
-    if (p->small.path) st = sr_llama_model_load(&p->small, "small", &e->small, err);
-    if (st == SR_OK && p->base.path) st = sr_llama_model_load(&p->base, "base", &e->base, err);
+    enum sr_status st = load_model(&p->small, "small", &e->small, &e->small_remote, err);
+    if (st == SR_OK) st = load_model(&p->base, "base", &e->base, &e->base_remote, err);
     if (st != SR_OK) {
         sr_engine_free(e);
         return st;
@@ -56,10 +79,14 @@ void sr_engine_free(struct sr_engine *e) {
     if (!e) return;
     sr_llama_model_free(e->small);
     sr_llama_model_free(e->base);
+    sr_remote_model_free(e->small_remote);
+    sr_remote_model_free(e->base_remote);
     free(e);
 }
 
 int sr_engine_model_desc(const struct sr_engine *e, bool base, char *buf, size_t size) {
+    const struct sr_remote_model *r = base ? e->base_remote : e->small_remote;
+    if (r) return sr_remote_model_desc(r, buf, size);
     const struct sr_llama_model *m = base ? e->base : e->small;
     if (!m) return -1;
     return sr_llama_model_desc(m, buf, size);
@@ -73,8 +100,8 @@ enum sr_status sr_session_init(struct sr_engine *e, struct sr_session **out, str
     if (!s) return sr_seterr(err, SR_ERR_NOMEM, "out of memory");
     s->engine = e;
     enum sr_status st = SR_OK;
-    if (e->small) st = sr_llama_lm_init(e->small, &s->small, err);
-    if (st == SR_OK && e->base) st = sr_llama_lm_init(e->base, &s->base, err);
+    st = new_lm(e->small, e->small_remote, &s->small, err);
+    if (st == SR_OK) st = new_lm(e->base, e->base_remote, &s->base, err);
     if (st != SR_OK) {
         sr_session_free(s);
         return st;
@@ -94,13 +121,46 @@ struct sr_lm *sr_session_lm(struct sr_session *s, bool base) { return base ? s->
 
 const char *sr_session_errmsg(const struct sr_session *s) { return s ? s->errmsg : "no session"; }
 
+/* HTTP counters of remote models: the run's share goes into its stats. */
+struct http_snap {
+    int64_t n[2], retries[2], bytes[2], t_us[2];
+};
+
+static struct http_snap snap(const struct sr_session *s) {
+    struct http_snap h = {{0}, {0}, {0}, {0}};
+    const struct sr_lm *lm[2] = {s->small, s->base};
+    for (int i = 0; i < 2; i++) {
+        if (!lm[i]) continue;
+        h.n[i] = lm[i]->n_http;
+        h.retries[i] = lm[i]->n_retries;
+        h.bytes[i] = lm[i]->n_bytes;
+        h.t_us[i] = lm[i]->t_http_us;
+    }
+    return h;
+}
+
+static void add_http_stats(struct sr_stats *S, const struct http_snap *h0, const struct sr_session *s) {
+    struct http_snap h = snap(s);
+    S->n_http_requests_small = h.n[0] - h0->n[0];
+    S->n_http_requests_base = h.n[1] - h0->n[1];
+    S->n_http_retries_small = h.retries[0] - h0->retries[0];
+    S->n_http_retries_base = h.retries[1] - h0->retries[1];
+    S->n_http_bytes_small = h.bytes[0] - h0->bytes[0];
+    S->n_http_bytes_base = h.bytes[1] - h0->bytes[1];
+    S->t_http_small_ms = (double)(h.t_us[0] - h0->t_us[0]) / 1000.0;
+    S->t_http_base_ms = (double)(h.t_us[1] - h0->t_us[1]) / 1000.0;
+}
+
 enum sr_status sr_session_run(struct sr_session *s, const char *problem, const struct sr_run_params *params,
                               struct sr_result **out) {
     if (!out) return SR_ERR_INVALID_ARG;
     *out = NULL;
     if (!s) return SR_ERR_INVALID_ARG;
     s->errmsg[0] = '\0';
-    return sr_loop_run(s->small, s->base, problem, params, out, s->errmsg, sizeof s->errmsg);
+    struct http_snap h0 = snap(s);
+    enum sr_status st = sr_loop_run(s->small, s->base, problem, params, out, s->errmsg, sizeof s->errmsg);
+    if (st == SR_OK && *out) add_http_stats(&(*out)->stats, &h0, s);
+    return st;
 }
 
 enum sr_status sr_run(struct sr_engine *e, const char *problem, const struct sr_run_params *params,
@@ -175,6 +235,14 @@ void sr_stats_to_json(struct sr_buf *b, const struct sr_stats *S) {
     kv_num(b, "sd_mean_accepted", S->sd_mean_accepted, &f);
     kv_num(b, "t_sd_draft_ms", S->t_sd_draft_ms, &f);
     kv_num(b, "t_sd_verify_ms", S->t_sd_verify_ms, &f);
+    kv_num(b, "http_requests_small", (double)S->n_http_requests_small, &f);
+    kv_num(b, "http_requests_base", (double)S->n_http_requests_base, &f);
+    kv_num(b, "http_retries_small", (double)S->n_http_retries_small, &f);
+    kv_num(b, "http_retries_base", (double)S->n_http_retries_base, &f);
+    kv_num(b, "http_bytes_small", (double)S->n_http_bytes_small, &f);
+    kv_num(b, "http_bytes_base", (double)S->n_http_bytes_base, &f);
+    kv_num(b, "t_http_small_ms", S->t_http_small_ms, &f);
+    kv_num(b, "t_http_base_ms", S->t_http_base_ms, &f);
     sr_buf_puts(b, "}");
 }
 

@@ -109,6 +109,11 @@ struct sr_lm {
     int64_t t_backend_us; /* time spent inside model calls */
     int64_t n_decode;     /* forward passes (llama_decode calls or remote requests) */
     int64_t n_ctx;        /* context capacity in tokens (INT64_MAX if unknown) */
+    /* HTTP counters (remote backends; 0 in-process) */
+    int64_t n_http;       /* requests sent (attempts, retries included) */
+    int64_t n_retries;    /* attempts repeated after 429/5xx/connection errors */
+    int64_t n_bytes;      /* request + response bytes */
+    int64_t t_http_us;    /* time inside HTTP requests */
 };
 
 enum sr_status sr_lm_fail(struct sr_lm *lm, enum sr_status st, const char *fmt, ...)
@@ -167,6 +172,46 @@ const float *sr_llama_lm_logits(struct sr_lm *lm);
 void sr_llama_lm_vocab_info(const struct sr_lm *lm, int32_t *bos, bool *add_bos, int32_t *n_vocab);
 /* Test hook: decodes text with the model's vocabulary, special tokens rendered (caller frees). */
 char *sr_llama_lm_detokenize(struct sr_lm *lm, const int32_t *tokens, int64_t n);
+
+/* Vocabulary services (remote backend): a vocabulary-only load of a GGUF, tokenized and
+ * rendered exactly as the in-process backend does. */
+enum sr_status sr_llama_vocab_load(const char *path, const char *role, struct sr_llama_model **out,
+                                   struct sr_error *err);
+/* Tokenizes without BOS, control-token text read as control tokens iff special (template text;
+ * user and model text is tokenized with special = false); *toks malloc'd. -1 on error. */
+int64_t sr_llama_vocab_tokenize(const struct sr_llama_model *m, const char *text, size_t len, bool special,
+                                int32_t **toks);
+/* Tokenizes prompt segments exactly as the in-process reset does (control tokens only inside
+ * template segments; no BOS); *toks malloc'd. -1 on error. */
+int64_t sr_llama_vocab_tokenize_segs(const struct sr_llama_model *m, const struct sr_seg *segs, size_t n_segs,
+                                     int32_t **toks);
+/* The BOS token a prompt starts with (tokenizer.ggml.add_bos_token), or -1 if none. */
+int32_t sr_llama_vocab_bos(const struct sr_llama_model *m);
+/* Text of a token (special tokens rendered) into buf; its length or -1. */
+int32_t sr_llama_vocab_piece(const struct sr_llama_model *m, int32_t tok, char *buf, int32_t size);
+bool sr_llama_vocab_is_eog(const struct sr_llama_model *m, int32_t tok);
+int32_t sr_llama_vocab_size(const struct sr_llama_model *m);
+/* Token id of the digit d if it is one token, else -1. */
+int32_t sr_llama_vocab_digit(const struct sr_llama_model *m, int d);
+/* Renders with m's template (m may be NULL), else the named llama.cpp template (NULL = chatml). */
+enum sr_status sr_llama_render(const struct sr_llama_model *m, const char *tmpl_name, const struct sr_chat_msg *msgs,
+                               size_t n, struct sr_buf *out, char *errbuf, size_t errlen);
+
+/* ---- remote.c: struct sr_lm over an OpenAI-compatible HTTP server ------------------------- */
+
+struct sr_remote_model; /* an endpoint, checked at load (shared, read-only after load) */
+
+enum sr_status sr_remote_model_load(const struct sr_model_params *p, const char *role,
+                                    struct sr_remote_model **out, struct sr_error *err);
+void sr_remote_model_free(struct sr_remote_model *m);
+int sr_remote_model_desc(const struct sr_remote_model *m, char *buf, size_t size);
+enum sr_status sr_remote_lm_init(struct sr_remote_model *m, struct sr_lm **out, struct sr_error *err);
+/* Whether lm is a remote context. */
+bool sr_lm_is_remote(const struct sr_lm *lm);
+/* Test hooks: the last judge's top alternatives (id, log-probability) as the server sent them;
+ * the token ids of the context (token mode). */
+int sr_remote_lm_last_top(const struct sr_lm *lm, int32_t *ids, double *logprobs, int cap);
+const int32_t *sr_remote_lm_tokens(const struct sr_lm *lm, int64_t *n);
 
 /* ---- engine.c ------------------------------------------------------------------------------ */
 /* Test hook: a session's model context (NULL if that model is not loaded). */

@@ -462,7 +462,8 @@ static enum sr_status check_run(struct sr_lm *small, struct sr_lm *base, const c
     }
     char why[256] = "";
     if (!base->ops->generate_spec || !base->ops->draft_compatible) {
-        snprintf(errbuf, errlen, "token-level speculative decoding is not supported by this model backend");
+        snprintf(errbuf, errlen, "token-level speculative decoding needs the base model in-process: a remote base "
+                                 "model (a URL) speculates inside its serving engine, if at all (docs/REMOTE.md)");
         return SR_ERR_INVALID_ARG;
     }
     if (!base->ops->draft_compatible(base, small, why, sizeof why)) {
