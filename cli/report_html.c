@@ -343,7 +343,7 @@ static const char REPORT_CSS[] =
     "th:first-child,td:first-child{text-align:left}\n"
     "thead th{position:sticky;top:0;background:var(--bg)}\n"
     "#chart svg{max-width:100%;height:auto;border:1px solid var(--line);border-radius:.3rem}\n"
-    ".ok{color:var(--good)}.wrong{color:var(--bad)}.none{color:var(--muted)}\n"
+    "td.ok,.verdict.ok{color:var(--good)}td.wrong,.verdict.wrong{color:var(--bad)}td.none,.run.none{color:var(--muted)}\n"
     "td.ok,td.wrong,td.none{text-align:center}\n"
     "tr.disagree td:first-child a{font-weight:700}\n"
     ".filter{margin:.5rem 0}\n"

@@ -120,7 +120,9 @@
     const parts = [];
     for (const a of ["small", "base-reject", "base-forced", "small-only", "unmarked"])
       if (run.by[a]) parts.push(run.by[a] + " " + (a === "base-reject" ? "rewritten" : a === "base-forced" ? "forced" : a));
-    $("fig-steps").textContent = run.steps ? run.steps + (parts.length ? " (" + parts.join(", ") + ")" : "") : "\u2013";
+    const fs = $("fig-steps");
+    fs.replaceChildren(run.steps ? String(run.steps) : "\u2013");
+    if (parts.length) fs.append(el("span", "sub", parts.join(", ")));
     const tps = st && typeof st.tokens_per_s === "number" ? st.tokens_per_s
       : elapsed > 0 && run.tokens ? run.tokens / (elapsed / 1000) : NaN;
     $("fig-tps").textContent = isFinite(tps) ? tps.toFixed(1) : "\u2013";
@@ -199,18 +201,21 @@
     if (m && typeof m.tokens === "number") run.tokens += m.tokens;
   }
 
+  // The final chunk's `specreason` object: the run's statistics (time_ms, judged, acceptance,
+  // steps_by_author, tokens_per_s, and a speedup estimate when the controller reports one).
   function onFinal(m) {
-    const st = m.stats || m;
-    run.final = st;
-    if (typeof st.t_small_ms === "number") run.tDraft = st.t_small_ms;
-    if (typeof st.t_judge_ms === "number") run.tJudge = st.t_judge_ms;
-    if (typeof st.t_base_ms === "number") run.tBase = st.t_base_ms;
-    if (typeof st.t_total_ms === "number") {
-      run.total = st.t_total_ms;
-      run.tOther = Math.max(0, st.t_total_ms - run.tDraft - run.tJudge - run.tBase);
+    const num = (v) => typeof v === "number" && isFinite(v);
+    const t = m.time_ms || {};
+    run.final = m;
+    if (num(t.small)) run.tDraft = t.small;
+    if (num(t.judge)) run.tJudge = t.judge;
+    if (num(t.base)) run.tBase = t.base;
+    if (num(t.total)) {
+      run.total = t.total;
+      run.tOther = Math.max(0, t.total - run.tDraft - run.tJudge - run.tBase);
     }
-    if (typeof st.judged === "number") run.judged = st.judged;
-    if (typeof st.steps_small === "number") run.accepted = st.steps_small;
+    if (num(m.judged)) run.judged = m.judged;
+    if (m.steps_by_author && num(m.steps_by_author.small)) run.accepted = m.steps_by_author.small;
     run.speedup = findSpeedup(m, 0);
     drawFigures();
   }
@@ -225,7 +230,7 @@
     if (isStep) addStep(d.reasoning_content || "", m);
     else if (typeof d.reasoning_content === "string" && d.reasoning_content) addUnmarked(d.reasoning_content);
     if (typeof d.content === "string" && d.content) addAnswer(d.content, m && !isStep ? m : null);
-    if (m && (m.stats || m.final)) onFinal(m);
+    if (m && ch && ch.finish_reason) onFinal(m);
     if (ch && ch.finish_reason) $("finish").textContent = "finish reason: " + ch.finish_reason +
       (m && m.stop ? " (stop: " + m.stop + ")" : "");
     if (c.usage && typeof c.usage.completion_tokens === "number") {
@@ -298,6 +303,7 @@
       } else {
         end = "error";
         showError(e.message || String(e));
+        if (!run.steps) $("output").hidden = true; /* refused before anything streamed */
       }
     } finally {
       clearInterval(timer);
