@@ -14,3 +14,11 @@ if(TARGET specreason-eval)
         endif()
     endforeach()
 endif()
+
+# The report's fuzz target (tests/fuzz/fuzz_report.c) replayed over its seed corpus: any
+# results.jsonl gives a report, and no input text comes out as markup.
+sr_add_test(fuzz_replay_report NOLIB LABELS fuzz
+            SOURCES fuzz/replay_main.c fuzz/fuzz_report.c ${CMAKE_SOURCE_DIR}/cli/report_html.c
+            ARGS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus_report)
+target_include_directories(fuzz_replay_report PRIVATE ${CMAKE_SOURCE_DIR}/cli)
+target_link_libraries(fuzz_replay_report PRIVATE sr_web_assets PkgConfig::JANSSON)

@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -407,6 +408,13 @@ def part_render():
                   "document.querySelector('#steps details summary').focus()")
         page.key("Enter", "Enter", 13, text="\r")
         check(page.eval("document.querySelector('#steps details').open") is True, "details open by keyboard")
+
+        # a run linked from the URL starts by itself
+        page.goto(url + "/?prompt=" + urllib.parse.quote("linked <b>run</b>") + "&threshold=4&run=1")
+        check(page.wait_for("document.body.dataset.state === 'done'", 60), "a linked run (?run=1) runs")
+        d = dom(page)
+        check(d["echo"] == "linked <b>run</b>" and Stub.last.get("threshold") == 4 and len(d["steps"]) == 4,
+              f"linked run: echo {d['echo']!r}, threshold {Stub.last.get('threshold')}")
 
         Stub.mode = "error"
         check(type_and_run(page, "bad"), "the refused run ended")
