@@ -338,6 +338,7 @@
       if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) submit(e);
     });
     document.addEventListener("keydown", (e) => { if (e.key === "Escape") stop(); });
+    $("api_key").addEventListener("change", probe); /* a server with --api-key lists its model only then */
     const auto = fromQuery();
     await probe();
     if (auto) submit();
