@@ -151,7 +151,11 @@ def start_server():
     if not url:
         p.kill()
         raise SystemExit(f"the server did not start: {''.join(lines)}")
-    threading.Thread(target=lambda: [log.write(x) for x in p.stderr], daemon=True).start()
+    def copy():
+        for x in p.stderr:
+            log.write(x)
+            log.flush()
+    threading.Thread(target=copy, daemon=True).start()
     while time.monotonic() < deadline:
         try:
             if request("GET", url + "/health", timeout=5)[0] == 200:
@@ -285,6 +289,25 @@ def part_live():
         check(d["state"] == "error" and d["error"] and "HTTP 400" in d["error"] and srv_msg in d["error"],
               f"error shown: {d['error']!r} (server said {srv_msg!r})")
         page.screenshot(os.path.join(WORK, "web_live_error.png"))
+
+        # Esc stops a long run: the page closes the stream, the server cancels the run and serves
+        # the next one (one session: --parallel 1)
+        set_knobs(page, {"threshold": 5, "max_tokens": 1500})
+        page.eval("(() => { const t = document.getElementById('prompt'); t.value = 'long'; t.focus(); })()")
+        page.key("Enter", "Enter", 13, modifiers=2)
+        check(page.wait_for("document.querySelectorAll('#steps > li.step').length >= 1", 120), "the long run streams")
+        page.key("Escape", "Escape", 27)
+        check(page.wait_for("document.body.dataset.state === 'stopped'", 20), "Esc stops the run")
+        deadline = time.monotonic() + 60
+        log_path = os.path.join(WORK, "server.log")
+        while time.monotonic() < deadline and "cancelled" not in open(log_path).read():
+            time.sleep(0.2)
+        check("cancelled" in open(log_path).read(), "the server cancelled the stopped run")
+        set_knobs(page, {"max_tokens": ""})
+        check(type_and_run(page, prompt), "a run after the stop")
+        d = dom(page)
+        check(d["state"] == "done" and [s["author"] for s in d["steps"]] == ref_authors,
+              f"the next run is served and is the same: {d['state']}")
     finally:
         if browser:
             browser.close()
