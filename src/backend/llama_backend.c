@@ -285,6 +285,7 @@ static enum sr_status truncate_to(struct lm_llama *L, int64_t n) {
  * cache is restored to what it held before. */
 static enum sr_status decode(struct lm_llama *L, const llama_token *toks, int64_t n, bool want_logits) {
     if (n <= 0) return SR_OK;
+    if (L->base.abort_fn && L->base.abort_fn(L->base.abort_user)) return sr_lm_fail(&L->base, SR_ERR_ABORTED, "cancelled");
     if (L->n_toks + n > L->base.n_ctx)
         return sr_lm_fail(&L->base, SR_ERR_CONTEXT_FULL, "context full: %lld + %lld tokens exceed n_ctx %lld",
                           (long long)L->n_toks, (long long)n, (long long)L->base.n_ctx);
@@ -328,6 +329,7 @@ static enum sr_status decode(struct lm_llama *L, const llama_token *toks, int64_
 /* Decodes toks[0..n) (n <= n_batch) with logits on every row, for verification. */
 static enum sr_status decode_all_logits(struct lm_llama *L, const llama_token *toks, int64_t n) {
     if (n > L->n_batch) return sr_lm_fail(&L->base, SR_ERR_INTERNAL, "verification batch too large");
+    if (L->base.abort_fn && L->base.abort_fn(L->base.abort_user)) return sr_lm_fail(&L->base, SR_ERR_ABORTED, "cancelled");
     if (L->n_toks + n > L->base.n_ctx)
         return sr_lm_fail(&L->base, SR_ERR_CONTEXT_FULL, "context full: %lld + %lld tokens exceed n_ctx %lld",
                           (long long)L->n_toks, (long long)n, (long long)L->base.n_ctx);
@@ -803,10 +805,22 @@ static enum sr_status lm_set_sampling(struct sr_lm *lm, float temperature, float
     return SR_OK;
 }
 
+static enum sr_status render_msgs(struct lm_llama *L, const struct sr_chat_msg *msgs, struct llama_chat_message *cm,
+                                  size_t n, struct sr_buf *out);
+
 static enum sr_status lm_render(struct sr_lm *lm, const struct sr_chat_msg *msgs, size_t n, struct sr_buf *out) {
     struct lm_llama *L = (struct lm_llama *)lm;
-    struct llama_chat_message cm[8];
-    if (n > 8) return sr_lm_fail(lm, SR_ERR_INTERNAL, "too many chat messages");
+    if (n == 0) return sr_lm_fail(lm, SR_ERR_INVALID_ARG, "no chat messages");
+    struct llama_chat_message *cm = malloc(n * sizeof *cm);
+    if (!cm) return sr_lm_fail(lm, SR_ERR_NOMEM, "out of memory");
+    enum sr_status st = render_msgs(L, msgs, cm, n, out);
+    free(cm);
+    return st;
+}
+
+static enum sr_status render_msgs(struct lm_llama *L, const struct sr_chat_msg *msgs, struct llama_chat_message *cm,
+                                  size_t n, struct sr_buf *out) {
+    struct sr_lm *lm = &L->base;
     size_t total = 64;
     for (size_t i = 0; i < n; i++) {
         cm[i].role = msgs[i].role;

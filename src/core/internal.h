@@ -95,6 +95,8 @@ struct sr_lm {
     int64_t t_backend_us; /* time spent inside model calls */
     int64_t n_decode;     /* forward passes (llama_decode calls or remote requests) */
     int64_t n_ctx;        /* context capacity in tokens (INT64_MAX if unknown) */
+    bool (*abort_fn)(void *user); /* polled before each forward pass; true = fail with SR_ERR_ABORTED */
+    void *abort_user;
 };
 
 enum sr_status sr_lm_fail(struct sr_lm *lm, enum sr_status st, const char *fmt, ...)
@@ -108,12 +110,18 @@ char *sr_prompt_fill(const char *tmpl, const char *problem);
  * the assistant content starts, followed by think_open. */
 enum sr_status sr_prompt_prefix(struct sr_lm *lm, const char *user_msg, const char *think_open,
                                 struct sr_buf *out);
+/* The same for a conversation: msgs, then the open thinking turn. */
+enum sr_status sr_prompt_prefix_msgs(struct sr_lm *lm, const struct sr_chat_msg *msgs, size_t n,
+                                     const char *think_open, struct sr_buf *out);
 /* What follows a candidate step in the judge prompt: the end of the thinking turn, the judge
  * user turn and the assistant prefill, exactly as the template renders
  * [user: U, assistant: ...candidate, user: judge_prompt, assistant: judge_prefill]. */
 enum sr_status sr_prompt_judge_suffix(struct sr_lm *lm, const char *user_msg,
                                       const char *judge_prompt, const char *judge_prefill,
                                       struct sr_buf *out);
+enum sr_status sr_prompt_judge_suffix_msgs(struct sr_lm *lm, const struct sr_chat_msg *msgs, size_t n,
+                                           const char *judge_prompt, const char *judge_prefill,
+                                           struct sr_buf *out);
 
 /* ---- loop.c: the algorithm over two models ------------------------------------------------- */
 
@@ -122,6 +130,10 @@ enum sr_status sr_prompt_judge_suffix(struct sr_lm *lm, const char *user_msg,
 enum sr_status sr_loop_run(struct sr_lm *small, struct sr_lm *base, const char *problem,
                            const struct sr_run_params *params, struct sr_result **out,
                            char *errbuf, size_t errlen);
+/* The same over a conversation (msgs rendered with the chat template; no prompt template). */
+enum sr_status sr_loop_run_chat(struct sr_lm *small, struct sr_lm *base, const struct sr_chat_msg *msgs, size_t n_msgs,
+                                const struct sr_run_params *params, struct sr_result **out, char *errbuf,
+                                size_t errlen);
 
 /* ---- llama_backend.c ------------------------------------------------------------------------ */
 
