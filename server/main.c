@@ -600,6 +600,7 @@ static json_t *stats_json(const struct sr_result *r, const struct sr_run_params 
                         json_pack("{s:I,s:I,s:I,s:I}", "total", (json_int_t)S->n_steps, "small",
                                   (json_int_t)S->n_steps_small, "base_reject", (json_int_t)S->n_steps_base_reject,
                                   "base_forced", (json_int_t)S->n_steps_base_forced));
+    json_object_set_new(o, "think_ended", json_boolean(r->answer != NULL));
     json_object_set_new(o, "judged", json_integer(S->n_judged));
     json_object_set_new(o, "acceptance", json_real(S->acceptance));
     json_object_set_new(o, "score_hist", hist);
@@ -769,11 +770,11 @@ static struct req_error run_error(const struct job *j) {
 
 static void job_account(struct job *j, int status, const char *path) {
     double ms = (double)(now_us() - j->t0) / 1000.0;
-    bool cancelled = j->st == SR_ERR_ABORTED;
+    bool cancelled = j->st == SR_ERR_ABORTED || j->client_gone || (j->res && j->res->stop == SR_STOP_CANCELLED);
     metric_request(status, cancelled);
     char note[640] = "";
     if (j->res) {
-        metric_run(j->res, ms / 1000.0, j->t_first ? (double)(j->t_first - j->t0) / 1e6 : -1);
+        if (!cancelled) metric_run(j->res, ms / 1000.0, j->t_first ? (double)(j->t_first - j->t0) / 1e6 : -1);
         const struct sr_stats *S = &j->res->stats;
         snprintf(note, sizeof note, "id=%ld stream=%d steps=%d accepted=%d judged=%d tokens=%lld+%lld stop=%s",
                  j->id, j->sse, S->n_steps, S->n_steps_small, S->n_judged, (long long)S->n_adopted_tokens,
@@ -1222,7 +1223,7 @@ int main(int argc, char **argv) {
     if (strcmp(host, "localhost") == 0) host = "127.0.0.1";
     if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) return bad("--host expects an IPv4 address, got '%s'", host);
 
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION;
     struct MHD_Daemon *d = MHD_start_daemon(flags, (uint16_t)O.port, NULL, NULL, on_request, NULL,
                                             MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&addr,
                                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
