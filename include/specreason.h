@@ -97,6 +97,11 @@ struct sr_model_params {
 struct sr_engine_params {
     struct sr_model_params small; /* drafts steps (modes spec and small) */
     struct sr_model_params base;  /* judges and writes steps (modes spec and base) */
+    int32_t n_parallel;           /* >= 2: the first n_parallel sessions share one context per model
+                                     (one sequence each, n_ctx tokens per sequence) and the forward
+                                     passes of concurrent runs are merged into single batches; output
+                                     is that of a run alone. 0 or 1 (default): each session has
+                                     contexts of its own. At most 256. */
 };
 
 SR_API struct sr_engine_params sr_engine_default_params(void);

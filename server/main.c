@@ -1245,6 +1245,7 @@ int main(int argc, char **argv) {
     ep.small.n_ctx = ep.base.n_ctx = (uint32_t)O.ctx;
     if (O.small_ctx >= 0) ep.small.n_ctx = (uint32_t)O.small_ctx;
     if (O.base_ctx >= 0) ep.base.n_ctx = (uint32_t)O.base_ctx;
+    ep.n_parallel = (int32_t)O.parallel; /* one shared context per model, requests batched together */
     ep.small.n_threads = ep.base.n_threads = (int32_t)O.threads;
     ep.small.n_threads_batch = ep.base.n_threads_batch = (int32_t)O.threads_batch;
     ep.small.n_gpu_layers = ep.base.n_gpu_layers = (int32_t)O.ngl;

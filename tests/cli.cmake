@@ -8,7 +8,7 @@ set_tests_properties(repo_no_shared_paths PROPERTIES LABELS unit TIMEOUT 60)
 foreach(part api errors disconnect overlap load)
     add_test(NAME test_server_${part} COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_server.py
              $<TARGET_FILE:specreason-server> $<TARGET_FILE:specreason-cli> ${SR_MODEL_DIR} ${part})
-    set_tests_properties(test_server_${part} PROPERTIES LABELS model FIXTURES_REQUIRED models_biased TIMEOUT 900)
+    set_tests_properties(test_server_${part} PROPERTIES LABELS model FIXTURES_REQUIRED models_sd TIMEOUT 1800)
 endforeach()
 # The official `openai` npm client against the server (installed into the build tree on first use).
 add_test(NAME test_server_openai COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/test_server_openai.sh

@@ -44,6 +44,11 @@ enum sr_status sr_engine_init(const struct sr_engine_params *p, struct sr_engine
     enum sr_status st = SR_OK;
     if (p->small.path) st = sr_llama_model_load(&p->small, "small", &e->small, err);
     if (st == SR_OK && p->base.path) st = sr_llama_model_load(&p->base, "base", &e->base, err);
+    if (st == SR_OK && (p->n_parallel < 0 || p->n_parallel > 256))
+        st = sr_seterr(err, SR_ERR_INVALID_ARG, "n_parallel must be in [0, 256]");
+    /* Batching across sessions: one shared context per model. */
+    if (st == SR_OK && e->small) st = sr_llama_model_share(e->small, p->n_parallel, err);
+    if (st == SR_OK && e->base) st = sr_llama_model_share(e->base, p->n_parallel, err);
     if (st != SR_OK) {
         sr_engine_free(e);
         return st;

@@ -144,8 +144,15 @@ enum sr_status sr_llama_model_load(const struct sr_model_params *p, const char *
 void sr_llama_model_free(struct sr_llama_model *m);
 bool sr_llama_vocab_compatible(const struct sr_llama_model *a, const struct sr_llama_model *b, char *why, size_t n);
 int sr_llama_model_desc(const struct sr_llama_model *m, char *buf, size_t size);
-/* A context (KV cache + sampler) on a loaded model. */
+/* From now on, sessions on this model share one context of n_seq sequences (each n_ctx tokens)
+ * and their forward passes are batched together (batch.c); n_seq < 2 = no-op. Sessions beyond
+ * n_seq get a context of their own. */
+enum sr_status sr_llama_model_share(struct sr_llama_model *m, int32_t n_seq, struct sr_error *err);
+/* A context (KV cache + sampler) on a loaded model: a sequence of the shared context if the model
+ * has one with a free sequence, else a context of its own. */
 enum sr_status sr_llama_lm_init(struct sr_llama_model *m, struct sr_lm **out, struct sr_error *err);
+/* Test hook: forward passes and jobs of the shared context this context is on (0, 0 if none). */
+void sr_llama_lm_batch_stats(const struct sr_lm *lm, int64_t *n_decodes, int64_t *n_jobs);
 /* Test hook: the tokens currently in the context (borrowed) and their count. */
 const int32_t *sr_llama_lm_tokens(const struct sr_lm *lm, int64_t *n);
 /* Test hook: decodes tokens into a fresh context of the same model and returns the logits after
