@@ -478,7 +478,7 @@ static enum sr_status check_run(struct sr_lm *small, struct sr_lm *base, const c
 
 /* Prompts: each model prefills its thinking prefix (the base model also builds its judge
  * suffix), after checking that prompt + budget fit in its context; samplers are seeded. */
-static enum sr_status prefill_prompts(struct run *r, const char *user) {
+static enum sr_status prefill_prompts(struct run *r, const struct sr_chat_msg *msgs, size_t n_msgs) {
     const struct sr_run_params *p = r->p;
     struct sr_stats *S = &r->res->stats;
     const char *think_open = p->think_open ? p->think_open : "<think>\n";
@@ -491,12 +491,12 @@ static enum sr_status prefill_prompts(struct run *r, const char *user) {
         struct sr_lm *lm = models[i];
         if (!lm) continue;
         bool is_small = lm == r->small;
-        st = sr_prompt_prefix(lm, user, think_open, &prefix);
+        st = sr_prompt_prefix_msgs(lm, msgs, n_msgs, think_open, &prefix);
         if (st != SR_OK) { st = fail(r, lm, st, "building the prompt"); break; }
         int64_t extra = reserve;
         bool judges = lm == r->base && p->mode == SR_MODE_SPEC;
         if (judges) {
-            st = sr_prompt_judge_suffix(lm, user, p->judge_prompt ? p->judge_prompt : SR_JUDGE_PROMPT,
+            st = sr_prompt_judge_suffix_msgs(lm, msgs, n_msgs, p->judge_prompt ? p->judge_prompt : SR_JUDGE_PROMPT,
                                         p->judge_prefill ? p->judge_prefill : SR_JUDGE_PREFILL, &r->suffix);
             if (st != SR_OK) { st = fail(r, lm, st, "building the judge prompt"); break; }
             extra += (int64_t)r->suffix.len; /* tokens <= bytes */
@@ -522,6 +522,11 @@ static enum sr_status prefill_prompts(struct run *r, const char *user) {
     }
     sr_buf_free(&prefix);
     S->t_prompt_ms = ms_since(t0);
+    if (st == SR_OK) {
+        struct sr_event ev = {.type = SR_EVENT_PROMPT, .text = "", .score = -1, .t_ms = S->t_prompt_ms,
+                              .n_tokens = (int32_t)(r->base ? S->n_prompt_tokens_base : S->n_prompt_tokens_small)};
+        emit(r, &ev);
+    }
     return st;
 }
 
@@ -620,6 +625,22 @@ enum sr_status sr_loop_run(struct sr_lm *small, struct sr_lm *base, const char *
     bool use_sd = false;
     enum sr_status st = check_run(small, base, problem, p, &use_sd, errbuf, errlen);
     if (st != SR_OK) return st;
+    char *user = sr_prompt_fill(p->prompt_template ? p->prompt_template : SR_PROMPT_MATH, problem);
+    if (!user) { snprintf(errbuf, errlen, "out of memory"); return SR_ERR_NOMEM; }
+    struct sr_chat_msg msg = {"user", user};
+    st = sr_loop_run_chat(small, base, &msg, 1, p, out, errbuf, errlen);
+    free(user);
+    return st;
+}
+
+/* The same over a conversation (the messages as given, no prompt template). */
+enum sr_status sr_loop_run_chat(struct sr_lm *small, struct sr_lm *base, const struct sr_chat_msg *msgs, size_t n_msgs,
+                                const struct sr_run_params *p, struct sr_result **out, char *errbuf, size_t errlen) {
+    *out = NULL;
+    bool use_sd = false;
+    enum sr_status st = check_run(small, base, "", p, &use_sd, errbuf, errlen);
+    if (st != SR_OK) return st;
+    if (!msgs || n_msgs == 0) { snprintf(errbuf, errlen, "no messages"); return SR_ERR_INVALID_ARG; }
     if (p->mode == SR_MODE_SMALL) base = NULL;
     if (p->mode == SR_MODE_BASE && !use_sd) small = NULL;
 
@@ -642,8 +663,7 @@ enum sr_status sr_loop_run(struct sr_lm *small, struct sr_lm *base, const char *
 
     bool think_ended = false;
     enum sr_stop_reason stop = SR_STOP_NONE;
-    char *user = sr_prompt_fill(p->prompt_template ? p->prompt_template : SR_PROMPT_MATH, problem);
-    st = user ? prefill_prompts(&r, user) : fail(&r, NULL, SR_ERR_NOMEM, "out of memory");
+    st = prefill_prompts(&r, msgs, n_msgs);
     if (st == SR_OK) st = step_loop(&r, &think_ended, &stop);
     if (st == SR_OK && think_ended && stop == SR_STOP_NONE) st = answer_phase(&r, &stop);
     r.res->stop = stop;
@@ -660,7 +680,6 @@ enum sr_status sr_loop_run(struct sr_lm *small, struct sr_lm *base, const char *
     }
     sr_buf_free(&r.text);
     sr_buf_free(&r.suffix);
-    free(user);
     return st;
 }
 

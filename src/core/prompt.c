@@ -13,6 +13,7 @@
  * Both are found by rendering with sentinel contents and cutting at the sentinels, so any
  * template llama.cpp knows (chatml, deepseek, llama3, ...) works unchanged.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -35,11 +36,24 @@ char *sr_prompt_fill(const char *tmpl, const char *problem) {
     return sr_buf_take(&b);
 }
 
-enum sr_status sr_prompt_prefix(struct sr_lm *lm, const char *user_msg, const char *think_open,
-                                struct sr_buf *out) {
-    struct sr_chat_msg msgs[2] = {{"user", user_msg}, {"assistant", SENT_A}};
+/* msgs followed by extra messages, in a fresh array (caller frees). */
+static struct sr_chat_msg *with_tail(const struct sr_chat_msg *msgs, size_t n, const struct sr_chat_msg *tail,
+                                     size_t nt) {
+    struct sr_chat_msg *all = malloc((n + nt) * sizeof *all);
+    if (!all) return NULL;
+    if (n) memcpy(all, msgs, n * sizeof *all);
+    memcpy(all + n, tail, nt * sizeof *all);
+    return all;
+}
+
+enum sr_status sr_prompt_prefix_msgs(struct sr_lm *lm, const struct sr_chat_msg *msgs, size_t n,
+                                     const char *think_open, struct sr_buf *out) {
+    struct sr_chat_msg tail[1] = {{"assistant", SENT_A}};
+    struct sr_chat_msg *all = with_tail(msgs, n, tail, 1);
+    if (!all) return sr_lm_fail(lm, SR_ERR_NOMEM, "out of memory");
     struct sr_buf r = {0};
-    enum sr_status st = lm->ops->render(lm, msgs, 2, &r);
+    enum sr_status st = lm->ops->render(lm, all, n + 1, &r);
+    free(all);
     if (st != SR_OK) { sr_buf_free(&r); return st; }
     const char *a = strstr(r.data, SENT_A);
     if (!a) {
@@ -53,13 +67,21 @@ enum sr_status sr_prompt_prefix(struct sr_lm *lm, const char *user_msg, const ch
     return out->oom ? sr_lm_fail(lm, SR_ERR_NOMEM, "out of memory") : SR_OK;
 }
 
-enum sr_status sr_prompt_judge_suffix(struct sr_lm *lm, const char *user_msg,
-                                      const char *judge_prompt, const char *judge_prefill,
-                                      struct sr_buf *out) {
-    struct sr_chat_msg msgs[4] = {
-        {"user", user_msg}, {"assistant", SENT_A}, {"user", judge_prompt}, {"assistant", SENT_B}};
+enum sr_status sr_prompt_prefix(struct sr_lm *lm, const char *user_msg, const char *think_open,
+                                struct sr_buf *out) {
+    struct sr_chat_msg m = {"user", user_msg};
+    return sr_prompt_prefix_msgs(lm, &m, 1, think_open, out);
+}
+
+enum sr_status sr_prompt_judge_suffix_msgs(struct sr_lm *lm, const struct sr_chat_msg *msgs, size_t n,
+                                           const char *judge_prompt, const char *judge_prefill,
+                                           struct sr_buf *out) {
+    struct sr_chat_msg tail[3] = {{"assistant", SENT_A}, {"user", judge_prompt}, {"assistant", SENT_B}};
+    struct sr_chat_msg *all = with_tail(msgs, n, tail, 3);
+    if (!all) return sr_lm_fail(lm, SR_ERR_NOMEM, "out of memory");
     struct sr_buf r = {0};
-    enum sr_status st = lm->ops->render(lm, msgs, 4, &r);
+    enum sr_status st = lm->ops->render(lm, all, n + 3, &r);
+    free(all);
     if (st != SR_OK) { sr_buf_free(&r); return st; }
     const char *a = strstr(r.data, SENT_A);
     const char *b = a ? strstr(a, SENT_B) : NULL;
@@ -73,4 +95,11 @@ enum sr_status sr_prompt_judge_suffix(struct sr_lm *lm, const char *user_msg,
     sr_buf_puts(out, judge_prefill);
     sr_buf_free(&r);
     return out->oom ? sr_lm_fail(lm, SR_ERR_NOMEM, "out of memory") : SR_OK;
+}
+
+enum sr_status sr_prompt_judge_suffix(struct sr_lm *lm, const char *user_msg,
+                                      const char *judge_prompt, const char *judge_prefill,
+                                      struct sr_buf *out) {
+    struct sr_chat_msg m = {"user", user_msg};
+    return sr_prompt_judge_suffix_msgs(lm, &m, 1, judge_prompt, judge_prefill, out);
 }
