@@ -33,6 +33,7 @@
 #include "opts.h"
 #include "request.h"
 #include "specreason.h"
+#include "web_assets.h"
 
 #define PROG "specreason-server"
 
@@ -437,6 +438,12 @@ struct job {
     int phase;       /* 0 = prompt not ready, 1 = streaming, 2 = finished */
     bool started;    /* the 200 response was queued */
     char path[128];
+
+    /* the `specreason` object of the step being written (see on_event) */
+    struct sbuf draft;  /* the small model's draft of this step */
+    int32_t draft_step, draft_tokens;
+    float draft_score;
+    double t_draft, t_judge;
 };
 
 static bool peer_closed(int fd) {
@@ -575,6 +582,7 @@ static void job_free(struct job *j) {
     chat_req_free(&j->cr);
     sr_result_free(j->res);
     free(j->out.d);
+    free(j->draft.d);
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cv);
     free(j);
@@ -702,18 +710,59 @@ static json_t *chunk(struct job *j, json_t *delta, const char *finish) {
                      (json_int_t)j->created, "model", G.model_id, "choices", choice);
 }
 
-static void sse_delta(struct job *j, const char *field_name, const char *text, size_t len) {
+/* One delta chunk; ext (stolen, may be NULL) becomes its `specreason` object. */
+static void sse_delta(struct job *j, const char *field_name, const char *text, size_t len, json_t *ext) {
     json_t *d = json_object();
     json_object_set_new(d, field_name, jstr(text, len));
+    json_t *c = chunk(j, d, NULL);
+    if (c && ext) json_object_set_new(c, "specreason", ext);
+    else json_decref(ext);
     pthread_mutex_lock(&j->mu);
-    sse_json(j, chunk(j, d, NULL));
+    sse_json(j, c);
     pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&j->mu);
+}
+
+/* The `specreason` object of an adopted step's chunk: index, author, judge score, tokens, time
+ * split and, after a rejection, the small model's draft with its score (README, "Streaming"). */
+static json_t *step_ext(struct job *j, const struct sr_event *ev) {
+    bool drafted = j->draft_step == ev->step;
+    double t_draft = drafted ? j->t_draft : 0, t_judge = drafted ? j->t_judge : 0;
+    bool by_base = ev->author == SR_AUTHOR_BASE_REJECT || ev->author == SR_AUTHOR_BASE_FORCED;
+    double t_base = by_base ? ev->t_ms - t_draft - t_judge : 0;
+    json_t *o = json_pack("{s:i,s:s,s:i,s:f,s:f,s:f,s:f}", "step", (int)ev->step, "author", sr_author_str(ev->author),
+                          "tokens", (int)ev->n_tokens, "t_ms", ev->t_ms, "t_draft_ms", t_draft, "t_judge_ms", t_judge,
+                          "t_base_ms", t_base < 0 ? 0 : t_base);
+    if (!o) return NULL;
+    json_object_set_new(o, "score", ev->score >= 0 ? json_real(ev->score) : json_null());
+    if (ev->author == SR_AUTHOR_BASE_REJECT && drafted) {
+        json_object_set_new(o, "rejected_draft", jstr(j->draft.d ? j->draft.d : "", j->draft.n));
+        json_object_set_new(o, "draft_score", j->draft_score >= 0 ? json_real(j->draft_score) : json_null());
+        json_object_set_new(o, "draft_tokens", json_integer(j->draft_tokens));
+    }
+    return o;
 }
 
 static bool on_event(const struct sr_event *ev, void *user) {
     struct job *j = user;
     switch (ev->type) {
+    case SR_EVENT_STEP_DRAFTED:
+        if (!j->sse) break;
+        j->draft.n = 0;
+        j->draft.oom = false;
+        sb_add(&j->draft, ev->text, ev->len);
+        j->draft_step = ev->step;
+        j->draft_tokens = ev->n_tokens;
+        j->draft_score = -1;
+        j->t_draft = ev->t_ms;
+        j->t_judge = 0;
+        break;
+    case SR_EVENT_STEP_SCORED:
+        if (j->sse && j->draft_step == ev->step) {
+            j->draft_score = ev->score;
+            j->t_judge = ev->t_ms;
+        }
+        break;
     case SR_EVENT_PROMPT:
         if (j->sse) {
             pthread_mutex_lock(&j->mu);
@@ -733,8 +782,11 @@ static bool on_event(const struct sr_event *ev, void *user) {
         struct sbuf b = {0};
         sb_add(&b, ev->text, ended ? n - tl : n);
         if (!ended) sb_add(&b, j->delim, strlen(j->delim));
-        if (!b.oom && b.n) sse_delta(j, "reasoning_content", b.d, b.n);
+        json_t *ext = step_ext(j, ev);
+        if (!b.oom && (b.n || ext)) sse_delta(j, "reasoning_content", b.d ? b.d : "", b.n, ext);
+        else json_decref(ext);
         free(b.d);
+        j->draft_step = -1;
         break;
     }
     default: break;
@@ -805,7 +857,9 @@ static void *stream_thread(void *arg) {
         split_result(r, &rl, &content, &cl);
         char *c = strndup(content, cl);
         bool stopped = c ? apply_stop(&j->cr, c, &cl) : false;
-        if (c && cl) sse_delta(j, "content", c, cl);
+        if (c && cl)
+            sse_delta(j, "content", c, cl,
+                      json_pack("{s:s,s:I}", "author", "answer", "tokens", (json_int_t)r->stats.n_answer_tokens));
         free(c);
         pthread_mutex_lock(&j->mu);
         json_t *last = chunk(j, json_object(), finish_reason(r, stopped));
@@ -904,6 +958,7 @@ static enum MHD_Result handle_chat(struct MHD_Connection *c, struct req *rq) {
     pthread_mutex_init(&j->mu, NULL);
     pthread_cond_init(&j->cv, NULL);
     j->slot = -1;
+    j->draft_step = -1;
     j->t0 = rq->t0;
     j->created = time(NULL);
     j->id = atomic_fetch_add(&G.next_id, 1);
@@ -1005,10 +1060,30 @@ static enum MHD_Result handle_models(struct MHD_Connection *c) {
     return send_json(c, 200, json_pack("{s:s,s:[o]}", "object", "list", "data", m));
 }
 
+/* The live page (web/, compiled in by cmake/embed_web.cmake) at / and its files. Public like
+ * /health: the page holds no data; its API calls carry the key the user types in. */
+static enum MHD_Result send_asset(struct MHD_Connection *c, struct req *rq, const struct sr_web_asset *a) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(a->len, (void *)(uintptr_t)a->data,
+                                                             MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", a->content_type);
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, "Content-Security-Policy",
+                            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                            "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
+    rq->status = 200;
+    enum MHD_Result res = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return res;
+}
+
 static enum MHD_Result dispatch(struct MHD_Connection *c, struct req *rq) {
     const char *path = rq->path, *method = rq->method;
     bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
     struct req_error e = {0};
+    const struct sr_web_asset *asset = get || strcmp(method, "HEAD") == 0 ? sr_web_asset_find(path) : NULL;
+    if (asset) return send_asset(c, rq, asset);
     if (strcmp(path, "/health") == 0 || strcmp(path, "/v1/health") == 0) {
         rq->status = atomic_load(&G.ready) ? 200 : 503;
         if (rq->status == 200) return send_json(c, 200, json_pack("{s:s}", "status", "ok"));
