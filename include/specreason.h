@@ -110,6 +110,11 @@ struct sr_model_params {
 struct sr_engine_params {
     struct sr_model_params small; /* drafts steps (modes spec and small) */
     struct sr_model_params base;  /* judges and writes steps (modes spec and base) */
+    int32_t n_parallel;           /* >= 2: the first n_parallel sessions share one context per model
+                                     (one sequence each, n_ctx tokens per sequence) and the forward
+                                     passes of concurrent runs are merged into single batches; output
+                                     is that of a run alone. 0 or 1 (default): each session has
+                                     contexts of its own. At most 256. */
 };
 
 SR_API struct sr_engine_params sr_engine_default_params(void);
@@ -177,6 +182,8 @@ enum sr_event_type {
     SR_EVENT_STEP_ADOPTED = 2, /* a step joined the reasoning (text, author, score) */
     SR_EVENT_ANSWER = 3,       /* the final answer text after </think> */
     SR_EVENT_FINISHED = 4,     /* the run ended (stop reason in ev->stop) */
+    SR_EVENT_PROMPT = 5,       /* the prompt is in the models' contexts and fits; steps follow
+                                  (n_tokens = prompt tokens, t_ms = prefill time) */
 };
 
 struct sr_event {
@@ -242,7 +249,11 @@ struct sr_run_params {
                                           (softmax over its ten best, as llama.cpp's draft-simple)
                                           falls below this; [0, 1]; default 0.5 */
     sr_event_fn on_event;              /* streaming callback; NULL = none */
-    void *user;                        /* passed to on_event */
+    void *user;                        /* passed to on_event and should_abort */
+    bool (*should_abort)(void *user);  /* polled before every forward pass (so at least once per
+                                          generated token); returning true stops the run at once,
+                                          even inside a step, with SR_ERR_ABORTED and no result.
+                                          NULL = never. May be called from the run's thread only. */
 };
 
 SR_API struct sr_run_params sr_run_default_params(void);
@@ -343,6 +354,20 @@ SR_API SR_NODISCARD enum sr_status sr_session_run(struct sr_session *session, co
                                                   struct sr_result **out);
 /* Detail of the last error on this session; valid until the next call on it. Never NULL. */
 SR_API const char *sr_session_errmsg(const struct sr_session *session);
+
+/* A chat message for sr_session_run_chat. role: "system", "user" or "assistant". */
+struct sr_message {
+    const char *role;
+    const char *content;
+};
+
+/* Like sr_session_run, with a whole conversation instead of one problem: the messages are
+ * rendered with each model's chat template (any count, multi-turn) and the reasoning continues
+ * as a new assistant turn. params->prompt_template is not applied (the messages are used as
+ * given). A prompt that does not fit in a context gives SR_ERR_CONTEXT_FULL. */
+SR_API SR_NODISCARD enum sr_status sr_session_run_chat(struct sr_session *session, const struct sr_message *msgs,
+                                                       size_t n_msgs, const struct sr_run_params *params,
+                                                       struct sr_result **out);
 
 /* One-shot convenience: a temporary session, one run. */
 SR_API SR_NODISCARD enum sr_status sr_run(struct sr_engine *engine, const char *problem,

@@ -38,6 +38,8 @@ have npm   || need_pkgs+=(npm)
 have tar   || need_pkgs+=(tar)
 have curl  || need_pkgs+=(curl)          # used by the server tests as a real HTTP client
 have python3 || need_pkgs+=(python3)     # used by tests to parse JSON/SVG output
+# headless browser of the page tests (tests/test_web.py); Debian's package is named chromium
+have chromium || have chromium-browser || need_pkgs+=(chromium)
 # Libraries of the server and the remote backend (headers + pkg-config files), by Debian package name.
 have_deb() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 for p in pkg-config libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev; do

@@ -37,3 +37,6 @@ add_test(NAME models_bos_generate
 set_tests_properties(models_bos_generate PROPERTIES FIXTURES_SETUP models_bos LABELS model TIMEOUT 300)
 add_test(NAME test_engine_fidelity COMMAND test_engine --fidelity ${SR_MODEL_DIR})
 set_tests_properties(test_engine_fidelity PROPERTIES LABELS model FIXTURES_REQUIRED models_bos TIMEOUT 600)
+# Batching across sessions: batched == alone, merged decodes, reset clears only its own sequence.
+sr_add_test(test_batch SOURCES test_batch.c LABELS model FIXTURES models_sd ARGS ${SR_MODEL_DIR})
+target_link_libraries(test_batch PRIVATE Threads::Threads)

@@ -38,7 +38,7 @@
 /* The command line (main.c). */
 struct cli {
     struct common_opts o; /* models, steps, sampling, drafting, hardware (cli/opts.c) */
-    const char *data, *kind, *modes, *thresholds, *ids, *out, *server;
+    const char *data, *kind, *modes, *thresholds, *ids, *out, *server, *html;
     const char *template_name, *prompt_template, *progress;
     int64_t k, limit;
     uint64_t seed;

@@ -34,6 +34,8 @@ static const struct opt OPTS[] = {
     {"out", 'o', OPT_STR, &C.out, 0, 0, "output directory (default eval-out)"},
     {"report", 0, OPT_FLAG, &C.report, 0, 0,
      "run nothing: summarise OUT/results.jsonl (latest record per key, any settings)"},
+    {"html", 0, OPT_STR, &C.html, 0, 0,
+     "also write FILE: an HTML report (table, chart, every problem's steps side by side)"},
     {"template", 0, OPT_STR, &C.template_name, 0, 0, "math | gpqa | raw: the user message (default: by dataset kind)"},
     {"prompt-template", 0, OPT_STR, &C.prompt_template, 0, 0,
      "custom user message; {problem} and (GPQA) {ans_a}..{ans_d} are replaced"},

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "eval.h"
+#include "report_html.h"
 
 /* Writes data to DIR/name through a temporary file and a rename, so readers never see half a file. */
 static int write_file(const char *dir, const char *name, const char *data, size_t len) {
@@ -199,6 +200,17 @@ void summarise(struct state *S) {
 }
 
 
+/* --html FILE: the report of the problems the summary covers (cli/report_html.c). */
+static int html_report(const struct state *S) {
+    struct report_problem *pr = calloc(S->n_sel ? S->n_sel : 1, sizeof *pr);
+    if (!pr) return fail("out of memory");
+    for (size_t i = 0; i < S->n_sel; i++) pr[i] = (struct report_problem){S->sel[i]->id, S->sel[i]->problem};
+    char msg[1200];
+    int rc = report_html_write(C.out, C.html, pr, S->n_sel, msg, sizeof msg) ? fail("%s", msg) : 0;
+    free(pr);
+    return rc;
+}
+
 int write_reports(struct state *S, const struct progress *P) {
     int ret = 0;
     char *js = summary_json(S->groups, S->n_cfg, &S->ds, S->n_sel, P);
@@ -208,6 +220,7 @@ int write_reports(struct state *S, const struct progress *P) {
     if (!ret) ret = write_file(C.out, "summary.json", js, strlen(js));
     if (!ret) ret = write_file(C.out, "summary.csv", csv, strlen(csv));
     if (!ret) ret = write_file(C.out, "chart.svg", svg, strlen(svg));
+    if (!ret && C.html) ret = html_report(S);
     if (!ret) {
         if (C.json) fputs(js, stdout);
         else print_table(stdout, S->groups, S->n_cfg, &S->ds, S->n_sel);

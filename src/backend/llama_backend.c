@@ -2,8 +2,10 @@
  * llama_backend.c: struct sr_lm over an in-process llama.cpp context. The ONLY file that calls
  * llama.cpp, so an upstream rename touches nothing else.
  *
- * State per context: the tokens held in the KV cache (sequence 0, positions 0..n-1) and whether
- * the logits of the last decode belong to position n-1 ("logits ready"). Sampling needs them.
+ * State per session: the tokens held in the KV cache (its sequence, positions 0..n-1: sequence 0 of
+ * a context of its own, or one sequence of the model's shared context when batching, where the
+ * batcher copies the logits rows we ask for out of each merged decode; row() reads either) and
+ * whether the logits of the last decode belong to position n-1 ("logits ready"). Sampling needs them.
  * A judge call appends a candidate and the judge suffix and then rolls back, which loses them; so
  * two logits rows are kept: the one before the candidate (current when judging starts) and the one
  * after the candidate's last token (read from the judge's own batch). A rollback to exactly one of
@@ -32,6 +34,7 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 
+#include "batch.h"
 #include "internal.h"
 #include "ggml-rpc.h"
 #include "llama.h"
@@ -99,6 +102,9 @@ struct sr_llama_model {
     int32_t *ctrl_len;  /* their text lengths */
     const char **ctrl_text;
     int32_t n_ctrl;
+    struct sr_batcher *shared; /* one context for all sessions (sr_llama_model_share), or NULL */
+    int32_t shared_batch;      /* its n_batch */
+    uint32_t shared_ctx_seq;   /* tokens per sequence */
 };
 
 static int online_cores(void) {
@@ -287,6 +293,7 @@ static enum sr_status model_load(const struct sr_model_params *p, const char *ro
 
 void sr_llama_model_free(struct sr_llama_model *m) {
     if (!m) return;
+    sr_batcher_free(m->shared);
     if (m->model) llama_model_free(m->model);
     free(m->ctrl);
     free(m->ctrl_len);
@@ -374,7 +381,74 @@ struct lm_llama {
 
     llama_token *judge_toks; /* tokens of the last judge call (test hook) */
     int64_t n_judge, cap_judge, judge_start;
+
+    /* On a shared context (batching): our sequence, and the logits rows of our last decode,
+     * copied out by the batcher. ctx is NULL then. */
+    struct sr_batcher *bt;
+    int32_t seq;
+    float *rows;
+    int32_t *row_tok; /* the token index (in its batch) of each row */
+    int32_t n_rows, cap_rows;
 };
+
+/* Logits row i of the last decode (a batch index as llama_get_logits_ith takes it; -1 = the last
+ * row), from the context or our copy. */
+static const float *row(struct lm_llama *L, int32_t i) {
+    if (!L->bt) return llama_get_logits_ith(L->ctx, i);
+    int32_t r = -1;
+    if (i < 0) r = L->n_rows + i;
+    else if (i < L->n_rows && L->row_tok[i] == i) r = i; /* every row (verification) */
+    else
+        for (int32_t k = 0; k < L->n_rows; k++)
+            if (L->row_tok[k] == i) r = k;
+    if (r < 0 || r >= L->n_rows) return NULL;
+    return L->rows + (size_t)r * (size_t)L->m->n_vocab;
+}
+
+/* Removes cache positions [p0, end) of our sequence. */
+static bool mem_rm(struct lm_llama *L, llama_pos p0) {
+    if (L->bt) return sr_batcher_seq_rm(L->bt, L->seq, p0, -1);
+    return llama_memory_seq_rm(llama_get_memory(L->ctx), L->seq, p0, -1);
+}
+
+/* One forward pass of toks[0..k) (k <= n_batch) at positions n_toks..; logits of the last token
+ * (all = false) or of every token (all = true) when want, and of token `extra` when extra >= 0;
+ * row() reads them. */
+static int32_t forward(struct lm_llama *L, const llama_token *toks, int32_t k, bool want, bool all, int32_t extra) {
+    if (extra >= k) extra = -1;
+    if (L->bt) {
+        int32_t need = want ? (all ? k : 1) : 0;
+        bool extra_row = extra >= 0 && !(want && (all || extra == k - 1));
+        need += extra_row;
+        if (need > L->cap_rows) {
+            float *r = realloc(L->rows, (size_t)need * (size_t)L->m->n_vocab * sizeof *r);
+            int32_t *t = realloc(L->row_tok, (size_t)need * sizeof *t);
+            if (r) L->rows = r;
+            if (t) L->row_tok = t;
+            if (!r || !t) return -2;
+            L->cap_rows = need;
+        }
+        L->n_rows = 0;
+        int32_t rc = sr_batcher_decode(L->bt, L->seq, toks, k, (llama_pos)L->n_toks,
+                                       !want ? SR_BATCH_OUT_NONE : all ? SR_BATCH_OUT_ALL : SR_BATCH_OUT_LAST,
+                                       extra_row ? extra : -1, L->rows);
+        if (rc == 0) {
+            /* the rows' token indices, in token order as the batcher copied them */
+            for (int32_t i = 0; i < k; i++)
+                if ((want && (all || i == k - 1)) || (extra_row && i == extra)) L->row_tok[L->n_rows++] = i;
+        }
+        return rc;
+    }
+    L->batch.n_tokens = k;
+    for (int32_t i = 0; i < k; i++) {
+        L->batch.token[i] = toks[i];
+        L->batch.pos[i] = (llama_pos)(L->n_toks + i);
+        L->batch.n_seq_id[i] = 1;
+        L->batch.seq_id[i][0] = L->seq;
+        L->batch.logits[i] = (want && (all || i == k - 1)) || i == extra;
+    }
+    return llama_decode(L->ctx, L->batch);
+}
 
 enum sr_status sr_lm_fail(struct sr_lm *lm, enum sr_status st, const char *fmt, ...) {
     va_list ap;
@@ -429,7 +503,7 @@ static enum sr_status truncate_to(struct lm_llama *L, int64_t n) {
     if (n < 0 || n > L->n_toks) return sr_lm_fail(&L->base, SR_ERR_INTERNAL, "rollback to %lld of %lld tokens", (long long)n, (long long)L->n_toks);
     if (n == L->n_toks) return SR_OK;
     int64_t t0 = sr_time_us();
-    bool ok = llama_memory_seq_rm(llama_get_memory(L->ctx), 0, (llama_pos)n, -1);
+    bool ok = mem_rm(L, (llama_pos)n);
     L->base.t_backend_us += sr_time_us() - t0;
     if (!ok) return sr_lm_fail(&L->base, SR_ERR_BACKEND, "this model's cache cannot be rolled back (recurrent architecture?)");
     L->n_toks = n;
@@ -448,6 +522,7 @@ static enum sr_status truncate_to(struct lm_llama *L, int64_t n) {
 static enum sr_status decode_rows(struct lm_llama *L, const llama_token *toks, int64_t n, bool want_logits,
                                   int64_t extra, float *extra_out) {
     if (n <= 0) return SR_OK;
+    if (L->base.abort_fn && L->base.abort_fn(L->base.abort_user)) return sr_lm_fail(&L->base, SR_ERR_ABORTED, "cancelled");
     if (L->n_toks + n > L->base.n_ctx)
         return sr_lm_fail(&L->base, SR_ERR_CONTEXT_FULL, "context full: %lld + %lld tokens exceed n_ctx %lld",
                           (long long)L->n_toks, (long long)n, (long long)L->base.n_ctx);
@@ -458,24 +533,14 @@ static enum sr_status decode_rows(struct lm_llama *L, const llama_token *toks, i
     int64_t before = L->n_toks;
     for (int64_t off = 0; off < n; off += L->n_batch) {
         int32_t k = (int32_t)(n - off < L->n_batch ? n - off : L->n_batch);
-        L->batch.n_tokens = k;
-        for (int32_t i = 0; i < k; i++) {
-            L->batch.token[i] = toks[off + i];
-            L->batch.pos[i] = (llama_pos)(L->n_toks + i);
-            L->batch.n_seq_id[i] = 1;
-            L->batch.seq_id[i][0] = 0;
-            L->batch.logits[i] = 0;
-        }
         bool last = off + k == n;
-        if (last && want_logits) L->batch.logits[k - 1] = 1;
         bool has_extra = extra >= off && extra < off + k;
-        if (has_extra) L->batch.logits[extra - off] = 1;
         int64_t t0 = sr_time_us();
-        int32_t rc = llama_decode(L->ctx, L->batch);
+        int32_t rc = forward(L, toks + off, k, last && want_logits, false, has_extra ? (int32_t)(extra - off) : -1);
         L->base.t_backend_us += sr_time_us() - t0;
         L->base.n_decode++;
         if (rc != 0) {
-            llama_memory_seq_rm(llama_get_memory(L->ctx), 0, (llama_pos)before, -1);
+            mem_rm(L, (llama_pos)before);
             L->n_toks = before;
             L->logits_ready = false;
             if (rc == 1) return sr_lm_fail(&L->base, SR_ERR_CONTEXT_FULL, "llama_decode: no KV slot for %d tokens", k);
@@ -483,8 +548,14 @@ static enum sr_status decode_rows(struct lm_llama *L, const llama_token *toks, i
             return sr_lm_fail(&L->base, SR_ERR_BACKEND, "llama_decode failed (%d)", rc);
         }
         if (has_extra) {
-            const float *lg = llama_get_logits_ith(L->ctx, (int32_t)(extra - off));
-            if (lg) memcpy(extra_out, lg, (size_t)L->m->n_vocab * sizeof *lg);
+            const float *lg = row(L, (int32_t)(extra - off));
+            if (!lg) {
+                mem_rm(L, (llama_pos)before);
+                L->n_toks = before;
+                L->logits_ready = false;
+                return sr_lm_fail(&L->base, SR_ERR_BACKEND, "no logits row for token %lld of the batch", (long long)extra);
+            }
+            memcpy(extra_out, lg, (size_t)L->m->n_vocab * sizeof *lg);
         }
         memcpy(L->toks + L->n_toks, toks + off, (size_t)k * sizeof *toks);
         L->n_toks += k;
@@ -501,24 +572,17 @@ static enum sr_status decode(struct lm_llama *L, const llama_token *toks, int64_
 /* Decodes toks[0..n) (n <= n_batch) with logits on every row, for verification. */
 static enum sr_status decode_all_logits(struct lm_llama *L, const llama_token *toks, int64_t n) {
     if (n > L->n_batch) return sr_lm_fail(&L->base, SR_ERR_INTERNAL, "verification batch too large");
+    if (L->base.abort_fn && L->base.abort_fn(L->base.abort_user)) return sr_lm_fail(&L->base, SR_ERR_ABORTED, "cancelled");
     if (L->n_toks + n > L->base.n_ctx)
         return sr_lm_fail(&L->base, SR_ERR_CONTEXT_FULL, "context full: %lld + %lld tokens exceed n_ctx %lld",
                           (long long)L->n_toks, (long long)n, (long long)L->base.n_ctx);
     if (!grow_tokens(&L->toks, &L->cap_toks, L->n_toks + n)) return sr_lm_fail(&L->base, SR_ERR_NOMEM, "out of memory");
-    L->batch.n_tokens = (int32_t)n;
-    for (int32_t i = 0; i < (int32_t)n; i++) {
-        L->batch.token[i] = toks[i];
-        L->batch.pos[i] = (llama_pos)(L->n_toks + i);
-        L->batch.n_seq_id[i] = 1;
-        L->batch.seq_id[i][0] = 0;
-        L->batch.logits[i] = 1;
-    }
     int64_t t0 = sr_time_us();
-    int32_t rc = llama_decode(L->ctx, L->batch);
+    int32_t rc = forward(L, toks, (int32_t)n, true, true, -1);
     L->base.t_backend_us += sr_time_us() - t0;
     L->base.n_decode++;
     if (rc != 0) {
-        llama_memory_seq_rm(llama_get_memory(L->ctx), 0, (llama_pos)L->n_toks, -1);
+        mem_rm(L, (llama_pos)L->n_toks);
         L->logits_ready = false;
         L->cur = -1;
         return sr_lm_fail(&L->base, rc == 1 ? SR_ERR_CONTEXT_FULL : SR_ERR_BACKEND, "llama_decode failed (%d)", rc);
@@ -592,7 +656,8 @@ static enum sr_status tokenize_segs(struct lm_llama *L, const struct sr_seg *seg
 
 static enum sr_status lm_reset(struct sr_lm *lm, const struct sr_seg *segs, size_t n_segs, int32_t *n_tokens) {
     struct lm_llama *L = (struct lm_llama *)lm;
-    llama_memory_clear(llama_get_memory(L->ctx), false);
+    if (L->bt) sr_batcher_seq_rm(L->bt, L->seq, -1, -1); /* only our own sequence */
+    else llama_memory_clear(llama_get_memory(L->ctx), false);
     L->n_toks = 0;
     L->logits_ready = false;
     L->kept[0].n = L->kept[1].n = -1;
@@ -658,7 +723,7 @@ static enum sr_status sample_logits(struct lm_llama *L, const float *lg, llama_t
 }
 
 static enum sr_status sample_next(struct lm_llama *L, llama_token *out) {
-    return sample_logits(L, L->cur >= 0 ? L->kept[L->cur].v : llama_get_logits_ith(L->ctx, -1), out);
+    return sample_logits(L, L->cur >= 0 ? L->kept[L->cur].v : row(L, -1), out);
 }
 
 /* ---- the token stream of one generation ----------------------------------------------------
@@ -784,12 +849,12 @@ static bool is_llama(const struct sr_lm *lm) { return lm && lm->ops == &llama_op
 
 /* Samples from logits row `idx` of the last decode (as sample_next does). */
 static enum sr_status sample_row(struct lm_llama *L, int32_t idx, llama_token *out) {
-    return sample_logits(L, llama_get_logits_ith(L->ctx, idx), out);
+    return sample_logits(L, row(L, idx), out);
 }
 
 /* Keeps logits row `idx` as the logits for position n-1 of a cache truncated to n. */
 static void keep_row(struct lm_llama *L, int32_t idx, int64_t n) {
-    const float *lg = llama_get_logits_ith(L->ctx, idx);
+    const float *lg = row(L, idx);
     if (!lg) return;
     keep_logits(L, lg, n, -1);
 }
@@ -835,7 +900,7 @@ static enum sr_status lm_generate_spec(struct sr_lm *lm, struct sr_lm *draft_lm,
             n_dpend = 0;
             d_after_tok = D->n_toks;
             while (nd < kmax) {
-                const float *lg = llama_get_logits_ith(D->ctx, -1);
+                const float *lg = row(D, -1);
                 if (!lg) break;
                 /* The draft's top candidate and its probability among its ten best, as
                  * llama.cpp's draft-simple speculator measures p_min (top-10 then softmax). */
@@ -980,7 +1045,7 @@ static enum sr_status lm_judge(struct sr_lm *lm, const char *cand, size_t cand_l
     int64_t mark = L->n_toks;
     /* Keep the current logits: on rejection the base model writes the step from this point. */
     if (L->logits_ready) {
-        const float *lg = llama_get_logits_ith(L->ctx, -1);
+        const float *lg = row(L, -1);
         if (lg) keep_logits(L, lg, mark, -1);
     }
     /* Candidate and suffix in one forward pass: the judge's whole cost. The candidate's last row
@@ -989,7 +1054,7 @@ static enum sr_status lm_judge(struct sr_lm *lm, const char *cand, size_t cand_l
     if (st != SR_OK) return st;
     if (nc > 0) keep_logits(L, L->row_tmp, mark + nc, mark);
     int64_t t0 = sr_time_us();
-    const float *logits = llama_get_logits_ith(L->ctx, -1);
+    const float *logits = row(L, -1);
     if (!logits) return sr_lm_fail(lm, SR_ERR_BACKEND, "no logits after the judge prompt");
     /* The ten most likely tokens, best first (the reference's top_logprobs=10). */
     int32_t top[10], ntop = 0;
@@ -1050,12 +1115,25 @@ static enum sr_status lm_set_sampling(struct sr_lm *lm, float temperature, float
     return SR_OK;
 }
 
-/* Renders msgs with tmpl (NULL = chatml), falling back to chatml when llama.cpp does not know
- * the template; role names the model in the warning. Returns SR_OK or a status with errbuf. */
+static enum sr_status render_cm(const char *tmpl, const char *role, const struct sr_chat_msg *msgs,
+                                struct llama_chat_message *cm, size_t n, struct sr_buf *out, char *errbuf,
+                                size_t errlen);
+
+/* Renders msgs (any number) with tmpl (NULL = chatml), falling back to chatml when llama.cpp does
+ * not know the template; role names the model in the warning. Returns SR_OK or a status with errbuf. */
 static enum sr_status render_with(const char *tmpl, const char *role, const struct sr_chat_msg *msgs, size_t n,
                                   struct sr_buf *out, char *errbuf, size_t errlen) {
-    struct llama_chat_message cm[8];
-    if (n > 8) { snprintf(errbuf, errlen, "too many chat messages"); return SR_ERR_INTERNAL; }
+    if (n == 0) { snprintf(errbuf, errlen, "no chat messages"); return SR_ERR_INVALID_ARG; }
+    struct llama_chat_message *cm = malloc(n * sizeof *cm);
+    if (!cm) { snprintf(errbuf, errlen, "out of memory"); return SR_ERR_NOMEM; }
+    enum sr_status st = render_cm(tmpl, role, msgs, cm, n, out, errbuf, errlen);
+    free(cm);
+    return st;
+}
+
+static enum sr_status render_cm(const char *tmpl, const char *role, const struct sr_chat_msg *msgs,
+                                struct llama_chat_message *cm, size_t n, struct sr_buf *out, char *errbuf,
+                                size_t errlen) {
     size_t total = 64;
     for (size_t i = 0; i < n; i++) {
         cm[i].role = msgs[i].role;
@@ -1099,6 +1177,9 @@ static void lm_free(struct sr_lm *lm) {
     if (L->smpl) llama_sampler_free(L->smpl);
     if (L->batch.token) llama_batch_free(L->batch);
     if (L->ctx) llama_free(L->ctx);
+    if (L->bt) sr_batcher_seq_release(L->bt, L->seq);
+    free(L->rows);
+    free(L->row_tok);
     free(L->toks);
     free(L->tmp);
     free(L->seg);
@@ -1141,6 +1222,33 @@ static struct llama_context *new_context(struct sr_llama_model *m, uint32_t n_ct
     return ctx;
 }
 
+enum sr_status sr_llama_model_share(struct sr_llama_model *m, int32_t n_seq, struct sr_error *err) {
+    if (n_seq < 2 || m->shared) return SR_OK;
+    if (n_seq > 256) return sr_seterr(err, SR_ERR_INVALID_ARG, "at most 256 sessions can share a context");
+    struct llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = m->n_ctx * (uint32_t)n_seq;
+    cp.n_batch = cp.n_ctx < 2048 ? cp.n_ctx : 2048;
+    cp.n_ubatch = cp.n_batch < 512 ? cp.n_batch : 512;
+    cp.n_seq_max = (uint32_t)n_seq;
+    cp.kv_unified = false; /* each sequence its own cache stream of n_ctx tokens */
+    cp.n_threads = m->n_threads;
+    cp.n_threads_batch = m->n_threads_batch;
+    cp.no_perf = true;
+    g_last_llama_error[0] = '\0';
+    struct llama_context *ctx = llama_init_from_model(m->model, cp);
+    if (!ctx)
+        return sr_seterr(err, SR_ERR_MODEL_LOAD, "%s model: could not create a shared context of %d x %u tokens%s%s",
+                         m->role, n_seq, m->n_ctx, g_last_llama_error[0] ? ": " : "", g_last_llama_error);
+    m->shared_batch = (int32_t)llama_n_batch(ctx);
+    m->shared_ctx_seq = llama_n_ctx_seq(ctx);
+    m->shared = sr_batcher_new(ctx, n_seq, m->shared_batch, m->n_vocab);
+    if (!m->shared) {
+        llama_free(ctx);
+        return sr_seterr(err, SR_ERR_NOMEM, "out of memory");
+    }
+    return SR_OK;
+}
+
 enum sr_status sr_llama_lm_init(struct sr_llama_model *m, struct sr_lm **out, struct sr_error *err) {
     *out = NULL;
     struct lm_llama *L = calloc(1, sizeof *L);
@@ -1148,14 +1256,20 @@ enum sr_status sr_llama_lm_init(struct sr_llama_model *m, struct sr_lm **out, st
     L->base.ops = &llama_ops;
     L->m = m;
     g_last_llama_error[0] = '\0';
-    L->ctx = new_context(m, m->n_ctx, &L->n_batch);
-    if (!L->ctx) {
+    if (m->shared && (L->seq = sr_batcher_seq_acquire(m->shared)) >= 0) {
+        L->bt = m->shared; /* a sequence of the model's shared context */
+        L->n_batch = m->shared_batch;
+    } else {
+        L->seq = 0;
+        L->ctx = new_context(m, m->n_ctx, &L->n_batch);
+    }
+    if (!L->ctx && !L->bt) {
         lm_free(&L->base);
         return sr_seterr(err, SR_ERR_MODEL_LOAD,
                          "%s model: could not create a context of %u tokens (does it fit in memory?)%s%s", m->role,
                          m->n_ctx, g_last_llama_error[0] ? ": " : "", g_last_llama_error);
     }
-    L->base.n_ctx = (int64_t)llama_n_ctx(L->ctx);
+    L->base.n_ctx = L->bt ? (int64_t)m->shared_ctx_seq : (int64_t)llama_n_ctx(L->ctx);
     L->kept[0].n = L->kept[1].n = -1;
     L->cur = -1;
     for (int k = 0; k < 2; k++) L->kept[k].v = malloc((size_t)m->n_vocab * sizeof *L->kept[k].v);
@@ -1179,6 +1293,12 @@ const int32_t *sr_llama_lm_tokens(const struct sr_lm *lm, int64_t *n) {
     return L->toks;
 }
 
+void sr_llama_lm_batch_stats(const struct sr_lm *lm, int64_t *n_decodes, int64_t *n_jobs) {
+    const struct lm_llama *L = (const struct lm_llama *)lm;
+    *n_decodes = *n_jobs = 0;
+    if (L->bt) sr_batcher_stats(L->bt, n_decodes, n_jobs);
+}
+
 const int32_t *sr_llama_lm_last_judge(const struct sr_lm *lm, int64_t *n, int64_t *start) {
     const struct lm_llama *L = (const struct lm_llama *)lm;
     *n = L->n_judge;
@@ -1188,9 +1308,13 @@ const int32_t *sr_llama_lm_last_judge(const struct sr_lm *lm, int64_t *n, int64_
 
 void sr_llama_lm_cache_range(const struct sr_lm *lm, int32_t *pos_min, int32_t *pos_max) {
     const struct lm_llama *L = (const struct lm_llama *)lm;
+    if (L->bt) {
+        sr_batcher_seq_range(L->bt, L->seq, pos_min, pos_max);
+        return;
+    }
     llama_memory_t mem = llama_get_memory(L->ctx);
-    *pos_min = llama_memory_seq_pos_min(mem, 0);
-    *pos_max = llama_memory_seq_pos_max(mem, 0);
+    *pos_min = llama_memory_seq_pos_min(mem, L->seq);
+    *pos_max = llama_memory_seq_pos_max(mem, L->seq);
 }
 
 float *sr_llama_fresh_logits(struct sr_lm *lm, const int32_t *tokens, int64_t n, int32_t *n_vocab) {
@@ -1230,7 +1354,7 @@ float *sr_llama_fresh_logits(struct sr_lm *lm, const int32_t *tokens, int64_t n,
 const float *sr_llama_lm_logits(struct sr_lm *lm) {
     struct lm_llama *L = (struct lm_llama *)lm;
     if (L->cur >= 0) return L->kept[L->cur].v;
-    if (L->logits_ready) return llama_get_logits_ith(L->ctx, -1);
+    if (L->logits_ready) return row(L, -1);
     return NULL;
 }
 

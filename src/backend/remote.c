@@ -639,6 +639,9 @@ static enum sr_status parse_completion(struct lm_remote *R, struct sr_rp_complet
     return SR_OK;
 }
 
+/* The run's abort poll, before each request (a request is this backend's forward pass). */
+static bool aborted(struct sr_lm *lm) { return lm->abort_fn && lm->abort_fn(lm->abort_user); }
+
 static enum sr_status rm_generate(struct sr_lm *lm, const char *delim, int32_t max_tokens, struct sr_gen_out *out) {
     struct lm_remote *R = (struct lm_remote *)lm;
     size_t dlen = delim ? strlen(delim) : 0;
@@ -649,6 +652,7 @@ static enum sr_status rm_generate(struct sr_lm *lm, const char *delim, int32_t m
     if (R->m->vocab && R->n_toks >= R->m->n_ctx)
         return sr_lm_fail(lm, SR_ERR_CONTEXT_FULL, "context full: %lld tokens fill the server's n_ctx %lld",
                           (long long)R->n_toks, (long long)R->m->n_ctx);
+    if (aborted(lm)) return sr_lm_fail(lm, SR_ERR_ABORTED, "cancelled");
     json_t *o = completion_request(R, NULL, 0, NULL, 0, max_tokens, false, delim);
     enum sr_status st = post_json(&R->c, "/v1/completions", o);
     lm->n_decode++;
@@ -703,6 +707,7 @@ static enum sr_status rm_judge(struct sr_lm *lm, const char *cand, size_t cand_l
     struct lm_remote *R = (struct lm_remote *)lm;
     const struct sr_remote_model *m = R->m;
     memset(out, 0, sizeof *out);
+    if (aborted(lm)) return sr_lm_fail(lm, SR_ERR_ABORTED, "cancelled");
     if (!R->suffix_text || R->suffix_len != suffix_len || memcmp(R->suffix_text, suffix, suffix_len) != 0) {
         int32_t *ids = NULL;
         int64_t n = count_tokens(R, suffix, suffix_len, true, m->vocab ? &ids : NULL); /* template text */

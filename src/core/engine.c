@@ -67,6 +67,12 @@ enum sr_status sr_engine_init(const struct sr_engine_params *p, struct sr_engine
     if (!e) return sr_seterr(err, SR_ERR_NOMEM, "out of memory");
     enum sr_status st = load_model(&p->small, "small", &e->small, &e->small_remote, err);
     if (st == SR_OK) st = load_model(&p->base, "base", &e->base, &e->base_remote, err);
+    if (st == SR_OK && (p->n_parallel < 0 || p->n_parallel > 256))
+        st = sr_seterr(err, SR_ERR_INVALID_ARG, "n_parallel must be in [0, 256]");
+    /* Batching across sessions: one shared context per in-process model (a remote model's
+     * sessions are requests to its server, which batches them itself). */
+    if (st == SR_OK && e->small) st = sr_llama_model_share(e->small, p->n_parallel, err);
+    if (st == SR_OK && e->base) st = sr_llama_model_share(e->base, p->n_parallel, err);
     if (st != SR_OK) {
         sr_engine_free(e);
         return st;
@@ -119,6 +125,16 @@ void sr_session_free(struct sr_session *s) {
 
 struct sr_lm *sr_session_lm(struct sr_session *s, bool base) { return base ? s->base : s->small; }
 
+/* Hands the run's abort poll to the models (NULL params = disarm). */
+static void arm_abort(struct sr_session *s, const struct sr_run_params *p) {
+    struct sr_lm *lms[2] = {s->small, s->base};
+    for (int i = 0; i < 2; i++) {
+        if (!lms[i]) continue;
+        lms[i]->abort_fn = p ? p->should_abort : NULL;
+        lms[i]->abort_user = p ? p->user : NULL;
+    }
+}
+
 const char *sr_session_errmsg(const struct sr_session *s) { return s ? s->errmsg : "no session"; }
 
 /* HTTP counters of remote models: the run's share goes into its stats. */
@@ -158,8 +174,37 @@ enum sr_status sr_session_run(struct sr_session *s, const char *problem, const s
     if (!s) return SR_ERR_INVALID_ARG;
     s->errmsg[0] = '\0';
     struct http_snap h0 = snap(s);
+    arm_abort(s, params);
     enum sr_status st = sr_loop_run(s->small, s->base, problem, params, out, s->errmsg, sizeof s->errmsg);
+    arm_abort(s, NULL);
     if (st == SR_OK && *out) add_http_stats(&(*out)->stats, &h0, s);
+    return st;
+}
+
+enum sr_status sr_session_run_chat(struct sr_session *s, const struct sr_message *msgs, size_t n,
+                                   const struct sr_run_params *params, struct sr_result **out) {
+    if (!out) return SR_ERR_INVALID_ARG;
+    *out = NULL;
+    if (!s) return SR_ERR_INVALID_ARG;
+    s->errmsg[0] = '\0';
+    if (!msgs && n) { snprintf(s->errmsg, sizeof s->errmsg, "no messages"); return SR_ERR_INVALID_ARG; }
+    struct sr_chat_msg *cm = malloc((n ? n : 1) * sizeof *cm);
+    if (!cm) { snprintf(s->errmsg, sizeof s->errmsg, "out of memory"); return SR_ERR_NOMEM; }
+    for (size_t i = 0; i < n; i++) {
+        if (!msgs[i].role || !msgs[i].content) {
+            free(cm);
+            snprintf(s->errmsg, sizeof s->errmsg, "message %zu has no %s", i, msgs[i].role ? "content" : "role");
+            return SR_ERR_INVALID_ARG;
+        }
+        cm[i].role = msgs[i].role;
+        cm[i].content = msgs[i].content;
+    }
+    struct http_snap h0 = snap(s);
+    arm_abort(s, params);
+    enum sr_status st = sr_loop_run_chat(s->small, s->base, cm, n, params, out, s->errmsg, sizeof s->errmsg);
+    arm_abort(s, NULL);
+    if (st == SR_OK && *out) add_http_stats(&(*out)->stats, &h0, s);
+    free(cm);
     return st;
 }
 

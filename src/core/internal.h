@@ -114,6 +114,8 @@ struct sr_lm {
     int64_t n_retries;    /* attempts repeated after 429/5xx/connection errors */
     int64_t n_bytes;      /* request + response bytes */
     int64_t t_http_us;    /* time inside HTTP requests */
+    bool (*abort_fn)(void *user); /* polled before each forward pass; true = fail with SR_ERR_ABORTED */
+    void *abort_user;
 };
 
 enum sr_status sr_lm_fail(struct sr_lm *lm, enum sr_status st, const char *fmt, ...)
@@ -131,12 +133,21 @@ enum sr_status sr_prompt_prefix(struct sr_lm *lm, const char *user_msg, const ch
  * (as the template rendered it; plain text), template tail + think_open. */
 enum sr_status sr_prompt_prefix_segs(struct sr_lm *lm, const char *user_msg, const char *think_open,
                                      struct sr_buf *out, struct sr_seg segs[3]);
+/* The same for a conversation: msgs (n >= 1), then the open thinking turn, as *n_segs <= 2n+1
+ * segments into out (segs has room for 2n+1): the template's own text as special segments, each
+ * message's content as a plain-text one. One user message gives sr_prompt_prefix_segs's segments. */
+enum sr_status sr_prompt_prefix_msgs(struct sr_lm *lm, const struct sr_chat_msg *msgs, size_t n,
+                                     const char *think_open, struct sr_buf *out, struct sr_seg *segs,
+                                     size_t *n_segs);
 /* What follows a candidate step in the judge prompt: the end of the thinking turn, the judge
  * user turn and the assistant prefill, exactly as the template renders
  * [user: U, assistant: ...candidate, user: judge_prompt, assistant: judge_prefill]. */
 enum sr_status sr_prompt_judge_suffix(struct sr_lm *lm, const char *user_msg,
                                       const char *judge_prompt, const char *judge_prefill,
                                       struct sr_buf *out);
+enum sr_status sr_prompt_judge_suffix_msgs(struct sr_lm *lm, const struct sr_chat_msg *msgs, size_t n,
+                                           const char *judge_prompt, const char *judge_prefill,
+                                           struct sr_buf *out);
 
 /* ---- loop.c: the algorithm over two models ------------------------------------------------- */
 
@@ -145,6 +156,10 @@ enum sr_status sr_prompt_judge_suffix(struct sr_lm *lm, const char *user_msg,
 enum sr_status sr_loop_run(struct sr_lm *small, struct sr_lm *base, const char *problem,
                            const struct sr_run_params *params, struct sr_result **out,
                            char *errbuf, size_t errlen);
+/* The same over a conversation (msgs rendered with the chat template; no prompt template). */
+enum sr_status sr_loop_run_chat(struct sr_lm *small, struct sr_lm *base, const struct sr_chat_msg *msgs, size_t n_msgs,
+                                const struct sr_run_params *params, struct sr_result **out, char *errbuf,
+                                size_t errlen);
 
 /* ---- llama_backend.c ------------------------------------------------------------------------ */
 
@@ -155,8 +170,15 @@ enum sr_status sr_llama_model_load(const struct sr_model_params *p, const char *
 void sr_llama_model_free(struct sr_llama_model *m);
 bool sr_llama_vocab_compatible(const struct sr_llama_model *a, const struct sr_llama_model *b, char *why, size_t n);
 int sr_llama_model_desc(const struct sr_llama_model *m, char *buf, size_t size);
-/* A context (KV cache + sampler) on a loaded model. */
+/* From now on, sessions on this model share one context of n_seq sequences (each n_ctx tokens)
+ * and their forward passes are batched together (batch.c); n_seq < 2 = no-op. Sessions beyond
+ * n_seq get a context of their own. */
+enum sr_status sr_llama_model_share(struct sr_llama_model *m, int32_t n_seq, struct sr_error *err);
+/* A context (KV cache + sampler) on a loaded model: a sequence of the shared context if the model
+ * has one with a free sequence, else a context of its own. */
 enum sr_status sr_llama_lm_init(struct sr_llama_model *m, struct sr_lm **out, struct sr_error *err);
+/* Test hook: forward passes and jobs of the shared context this context is on (0, 0 if none). */
+void sr_llama_lm_batch_stats(const struct sr_lm *lm, int64_t *n_decodes, int64_t *n_jobs);
 /* Test hook: the tokens currently in the context (borrowed) and their count. */
 const int32_t *sr_llama_lm_tokens(const struct sr_lm *lm, int64_t *n);
 /* Test hook: decodes tokens into a fresh context of the same model and returns the logits after

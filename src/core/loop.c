@@ -477,7 +477,7 @@ static enum sr_status check_run(struct sr_lm *small, struct sr_lm *base, const c
 
 /* Prompts: each model prefills its thinking prefix (the base model also builds its judge
  * suffix), after checking that prompt + budget fit in its context; samplers are seeded. */
-static enum sr_status prefill_prompts(struct run *r, const char *user) {
+static enum sr_status prefill_prompts(struct run *r, const struct sr_chat_msg *msgs, size_t n_msgs) {
     const struct sr_run_params *p = r->p;
     struct sr_stats *S = &r->res->stats;
     const char *think_open = p->think_open ? p->think_open : "<think>\n";
@@ -485,24 +485,27 @@ static enum sr_status prefill_prompts(struct run *r, const char *user) {
     struct sr_lm *models[2] = {r->small, r->base};
     int64_t reserve = (int64_t)p->token_budget + p->max_step_tokens + p->max_answer_tokens + 8;
     struct sr_buf prefix = {0};
+    /* template text around each message, and the messages */
+    struct sr_seg *segs = calloc(2 * n_msgs + 1, sizeof *segs);
+    if (!segs) return fail(r, NULL, SR_ERR_NOMEM, "out of memory");
     enum sr_status st = SR_OK;
     for (int i = 0; i < 2 && st == SR_OK; i++) {
         struct sr_lm *lm = models[i];
         if (!lm) continue;
         bool is_small = lm == r->small;
-        struct sr_seg segs[3];
-        st = sr_prompt_prefix_segs(lm, user, think_open, &prefix, segs);
+        size_t n_segs = 0;
+        st = sr_prompt_prefix_msgs(lm, msgs, n_msgs, think_open, &prefix, segs, &n_segs);
         if (st != SR_OK) { st = fail(r, lm, st, "building the prompt"); break; }
         int64_t extra = reserve;
         bool judges = lm == r->base && p->mode == SR_MODE_SPEC;
         if (judges) {
-            st = sr_prompt_judge_suffix(lm, user, p->judge_prompt ? p->judge_prompt : SR_JUDGE_PROMPT,
+            st = sr_prompt_judge_suffix_msgs(lm, msgs, n_msgs, p->judge_prompt ? p->judge_prompt : SR_JUDGE_PROMPT,
                                         p->judge_prefill ? p->judge_prefill : SR_JUDGE_PREFILL, &r->suffix);
             if (st != SR_OK) { st = fail(r, lm, st, "building the judge prompt"); break; }
             extra += (int64_t)r->suffix.len; /* tokens <= bytes */
         }
         int32_t n_prompt = 0;
-        st = lm->ops->reset(lm, segs, 3, &n_prompt);
+        st = lm->ops->reset(lm, segs, n_segs, &n_prompt);
         if (st != SR_OK) { st = fail(r, lm, st, is_small ? "small model prompt" : "base model prompt"); break; }
         if (n_prompt + extra > lm->n_ctx) {
             snprintf(r->errbuf, r->errlen,
@@ -521,7 +524,13 @@ static enum sr_status prefill_prompts(struct run *r, const char *user) {
         if (st != SR_OK) st = fail(r, lm, st, "sampler");
     }
     sr_buf_free(&prefix);
+    free(segs);
     S->t_prompt_ms = ms_since(t0);
+    if (st == SR_OK) {
+        struct sr_event ev = {.type = SR_EVENT_PROMPT, .text = "", .score = -1, .t_ms = S->t_prompt_ms,
+                              .n_tokens = (int32_t)(r->base ? S->n_prompt_tokens_base : S->n_prompt_tokens_small)};
+        emit(r, &ev);
+    }
     return st;
 }
 
@@ -627,6 +636,22 @@ enum sr_status sr_loop_run(struct sr_lm *small, struct sr_lm *base, const char *
     bool use_sd = false;
     enum sr_status st = check_run(small, base, problem, p, &use_sd, errbuf, errlen);
     if (st != SR_OK) return st;
+    char *user = sr_prompt_fill(p->prompt_template ? p->prompt_template : SR_PROMPT_MATH, problem);
+    if (!user) { snprintf(errbuf, errlen, "out of memory"); return SR_ERR_NOMEM; }
+    struct sr_chat_msg msg = {"user", user};
+    st = sr_loop_run_chat(small, base, &msg, 1, p, out, errbuf, errlen);
+    free(user);
+    return st;
+}
+
+/* The same over a conversation (the messages as given, no prompt template). */
+enum sr_status sr_loop_run_chat(struct sr_lm *small, struct sr_lm *base, const struct sr_chat_msg *msgs, size_t n_msgs,
+                                const struct sr_run_params *p, struct sr_result **out, char *errbuf, size_t errlen) {
+    *out = NULL;
+    bool use_sd = false;
+    enum sr_status st = check_run(small, base, "", p, &use_sd, errbuf, errlen);
+    if (st != SR_OK) return st;
+    if (!msgs || n_msgs == 0) { snprintf(errbuf, errlen, "no messages"); return SR_ERR_INVALID_ARG; }
     if (p->mode == SR_MODE_SMALL) base = NULL;
     if (p->mode == SR_MODE_BASE && !use_sd) small = NULL;
 
@@ -649,8 +674,7 @@ enum sr_status sr_loop_run(struct sr_lm *small, struct sr_lm *base, const char *
 
     bool think_ended = false;
     enum sr_stop_reason stop = SR_STOP_NONE;
-    char *user = sr_prompt_fill(p->prompt_template ? p->prompt_template : SR_PROMPT_MATH, problem);
-    st = user ? prefill_prompts(&r, user) : fail(&r, NULL, SR_ERR_NOMEM, "out of memory");
+    st = prefill_prompts(&r, msgs, n_msgs);
     if (st == SR_OK) st = step_loop(&r, &think_ended, &stop);
     if (st == SR_OK && think_ended && stop == SR_STOP_NONE) st = answer_phase(&r, &stop);
     r.res->stop = stop;
@@ -667,7 +691,6 @@ enum sr_status sr_loop_run(struct sr_lm *small, struct sr_lm *base, const char *
     }
     sr_buf_free(&r.text);
     sr_buf_free(&r.suffix);
-    free(user);
     return st;
 }
 

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# bench_server.sh OUT.json [SMALL.gguf BASE.gguf]: `specreason-server` under concurrent load, greedy.
+# The same R requests (default 4, SR_BENCH_REQUESTS) are sent with 1 (one after another), 2 and 4
+# clients at a time to one server started with --parallel 4 (requests batched into shared
+# contexts); reported per concurrency: total wall time, completion tokens per second, mean
+# latency, speed-up over sequential. Then one request alone against the server versus the same
+# run through the `specreason` CLI (its own t_total_ms, model loading excluded; the server's
+# client-side latency includes HTTP and JSON): the server's overhead. All measured side by side in
+# one run. Models: the arguments, else SR_PAIR_DIR/{small,base}.gguf, else the generated test
+# models of the build directory (build/models/{small,base}.gguf: run the model tests once).
+# Environment: SR_BUILD_DIR (default build/), SR_BENCH_THREADS (default: all cores),
+# SR_BENCH_BUDGET (reasoning tokens per request, default 128).
+set -euo pipefail
+[ $# -ge 1 ] || { echo "usage: bench_server.sh OUT.json [SMALL.gguf BASE.gguf]" >&2; exit 2; }
+out=$1
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${SR_BUILD_DIR:-$root/build}
+if [ $# -ge 3 ]; then small=$2; base=$3
+elif [ -n "${SR_PAIR_DIR:-}" ]; then small=$SR_PAIR_DIR/small.gguf; base=$SR_PAIR_DIR/base.gguf
+else small=$build/models/small.gguf; base=$build/models/base.gguf; fi
+for f in "$small" "$base" "$build/specreason-server" "$build/specreason"; do
+    [ -e "$f" ] || { echo "bench_server.sh: $f not found" >&2; exit 1; }
+done
+exec python3 - "$out" "$build" "$small" "$base" "${SR_BENCH_THREADS:-$(nproc)}" "${SR_BENCH_REQUESTS:-4}" \
+    "${SR_BENCH_BUDGET:-128}" <<'PY'
+import http.client, json, os, re, signal, subprocess, sys, threading, time
+
+out, build, small, base, threads, n_req, budget = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]), int(sys.argv[7])
+run = ["--threads", threads, "--ctx", "2048", "--budget", str(budget), "--max-step-tokens", "32",
+       "--max-answer-tokens", "16", "--greedy", "--template", "raw"]
+prompts = ["Problem %d: compute %d * %d step by step." % (i, 17 + i, 23 + 2 * i) for i in range(n_req)]
+
+srv = subprocess.Popen([os.path.join(build, "specreason-server"), "--small", small, "--base", base, "--port", "0",
+                        "--parallel", "4", "--queue", "16", "--quiet", *run], stderr=subprocess.PIPE, text=True)
+port = None
+for line in srv.stderr:
+    m = re.search(r"ready on http://127\.0\.0\.1:(\d+)", line)
+    if m:
+        port = int(m.group(1))
+        break
+if not port:
+    sys.exit("bench_server.sh: the server did not start")
+threading.Thread(target=lambda: [None for _ in srv.stderr], daemon=True).start()
+
+def chat(p):
+    t0 = time.monotonic()
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=3600)
+    c.request("POST", "/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": p}]}),
+              {"Content-Type": "application/json"})
+    r = c.getresponse()
+    body = json.loads(r.read())
+    c.close()
+    if r.status != 200:
+        sys.exit("bench_server.sh: HTTP %d: %s" % (r.status, body))
+    return time.monotonic() - t0, body
+
+def batch(conc):
+    lat, toks, lock, todo = [], [0], threading.Lock(), list(prompts)
+    def client():
+        while True:
+            with lock:
+                if not todo:
+                    return
+                p = todo.pop(0)
+            dt, body = chat(p)
+            with lock:
+                lat.append(dt)
+                toks[0] += body["usage"]["completion_tokens"]
+    t0 = time.monotonic()
+    ths = [threading.Thread(target=client) for _ in range(conc)]
+    [t.start() for t in ths]
+    [t.join() for t in ths]
+    wall = time.monotonic() - t0
+    return {"concurrency": conc, "requests": len(lat), "wall_s": round(wall, 3),
+            "completion_tokens": toks[0], "tokens_per_s": round(toks[0] / wall, 2),
+            "mean_latency_s": round(sum(lat) / len(lat), 3)}
+
+chat(prompts[0])  # warm-up
+res = {"small": small, "base": base, "threads": int(threads), "requests": n_req, "budget": budget,
+       "server_parallel": 4, "runs": []}
+for conc in (1, 2, 4):
+    r = batch(conc)
+    res["runs"].append(r)
+    print("concurrency %d: %.2f s total, %.1f tok/s, mean latency %.2f s" %
+          (conc, r["wall_s"], r["tokens_per_s"], r["mean_latency_s"]), file=sys.stderr)
+seq = res["runs"][0]["wall_s"]
+for r in res["runs"]:
+    r["speedup_vs_sequential"] = round(seq / r["wall_s"], 3)
+
+# One request alone: server (client-side wall, and the run's own time) vs the CLI's run time.
+lone = []
+for i in range(3):
+    dt, body = chat(prompts[0])
+    cli = subprocess.run([os.path.join(build, "specreason"), "--small", small, "--base", base, *run, "--json",
+                          "-p", prompts[0]], capture_output=True, text=True, check=True)
+    cj = json.loads(cli.stdout)
+    same = body["choices"][0]["message"]["reasoning_content"] == cj["text"].split("</think>")[0]
+    lone.append({"server_wall_ms": round(dt * 1000, 1), "server_run_ms": body["specreason"]["time_ms"]["total"],
+                 "cli_run_ms": cj["stats"]["t_total_ms"], "same_text": same})
+mean = lambda k: sum(x[k] for x in lone) / len(lone)
+res["lone"] = {"samples": lone, "server_wall_ms": round(mean("server_wall_ms"), 1),
+               "cli_run_ms": round(mean("cli_run_ms"), 1),
+               "server_over_cli": round(mean("server_wall_ms") / mean("cli_run_ms"), 4)}
+print("lone request: server %.0f ms (client side) vs CLI %.0f ms: %.3fx" %
+      (res["lone"]["server_wall_ms"], res["lone"]["cli_run_ms"], res["lone"]["server_over_cli"]), file=sys.stderr)
+srv.send_signal(signal.SIGTERM)
+srv.wait(timeout=120)
+with open(out, "w") as f:
+    json.dump(res, f, indent=1)
+print(json.dumps(res))
+PY
