@@ -26,3 +26,6 @@ add_test(NAME models_sd_generate
             -P ${CMAKE_CURRENT_SOURCE_DIR}/scripts/genmodels.cmake)
 set_tests_properties(models_sd_generate PROPERTIES FIXTURES_SETUP models_sd LABELS model TIMEOUT 300)
 sr_add_test(test_specdecode SOURCES test_specdecode.c LABELS model FIXTURES models_sd ARGS ${SR_MODEL_DIR})
+
+# The cost-aware controller alone, on synthetic cost/acceptance/confidence sequences.
+sr_add_test(test_controller SOURCES test_controller.c LABELS unit)
