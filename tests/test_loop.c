@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "controller.h"
 #include "internal.h"
 #include "testutil.h"
 
@@ -25,6 +26,8 @@ struct fake {
     int calls;   /* operations so far */
     int fail_at; /* operation number that fails (0 = never) */
     int n_judge, n_generate;
+    const float *confs; /* scripted draft confidences (lowest token log-probability), or NULL */
+    int n_confs, i_conf;
 };
 
 static int ntok(const char *s, size_t n) {
@@ -57,6 +60,11 @@ static enum sr_status f_generate(struct sr_lm *lm, const char *delim, int32_t ma
     sr_buf_append(&out->text, s, n);
     out->n_tokens = ntok(s, n);
     out->end = delim ? SR_GEN_DELIM : SR_GEN_EOG;
+    if (f->confs && f->i_conf < f->n_confs) {
+        out->n_logprob = 1;
+        out->logprob_min = f->confs[f->i_conf++];
+        out->logprob_sum = out->logprob_min;
+    }
     sr_buf_append(&f->ctx, s, n);
     if (delim) sr_buf_puts(&f->ctx, delim);
     return SR_OK;
@@ -147,8 +155,25 @@ static void check_ctx(struct fake *f, const struct sr_result *r, const char *pro
     sr_buf_free(&want);
 }
 
+/* A model that may lag (policy auto) holds a prefix of that context, ending at a step. */
+static void check_ctx_prefix(struct fake *f, const struct sr_result *r, const char *problem) {
+    struct sr_buf want = {0};
+    sr_buf_printf(&want, "<|user|>");
+    char *u = sr_prompt_fill(SR_PROMPT_MATH, problem);
+    sr_buf_puts(&want, u);
+    free(u);
+    sr_buf_puts(&want, "<|end|><|assistant|><think>\n");
+    size_t head = want.len;
+    sr_buf_puts(&want, r->text);
+    size_t n = f->ctx.len;
+    CHECK(n >= head && n <= want.len && memcmp(f->ctx.data, want.data, n) == 0);
+    CHECK(n == head || (n >= 2 && memcmp(f->ctx.data + n - 2, "\n\n", 2) == 0));
+    sr_buf_free(&want);
+}
+
 static struct sr_run_params params(enum sr_mode mode, float thr) {
     struct sr_run_params p = sr_run_default_params();
+    p.policy = SR_POLICY_ALWAYS; /* these tests assert the reference algorithm step by step */
     p.mode = mode;
     p.threshold = thr;
     return p;
@@ -438,6 +463,215 @@ static void test_fault_injection(void) {
     CHECK(failures > 10);
 }
 
+/* Policy never is mode base, exactly (text, authors, statistics). */
+static void test_policy_never(void) {
+    static const char *bg[] = {"b0", "b1 \\boxed{2}"};
+    struct fake s, b, s2, b2;
+    fake_init(&s, "small", NULL, 0, NULL, 0);
+    fake_init(&b, "base", bg, 2, NULL, 0);
+    fake_init(&s2, "small", NULL, 0, NULL, 0);
+    fake_init(&b2, "base", bg, 2, NULL, 0);
+    struct sr_run_params pn = params(SR_MODE_SPEC, 7);
+    pn.policy = SR_POLICY_NEVER;
+    struct sr_run_params pb = params(SR_MODE_BASE, 7);
+    struct sr_result *rn = run(&s, &b, &pn, SR_OK), *rb = run(&s2, &b2, &pb, SR_OK);
+    CHECK(rn && rb);
+    if (rn && rb) {
+        CHECK_STR(rn->text, rb->text);
+        CHECK(rn->n_steps == rb->n_steps && rn->stats.n_steps_base_forced == rb->stats.n_steps_base_forced);
+        for (size_t i = 0; i < rn->n_steps && i < rb->n_steps; i++) CHECK(rn->steps[i].author == rb->steps[i].author);
+        CHECK(rn->stats.n_judged == 0 && s.n_generate == 0 && s.calls == 0); /* the small model is not used */
+        CHECK(rn->stats.n_ctl_spec == 0 && rn->stats.n_ctl_base == 0);
+    }
+    sr_result_free(rn);
+    sr_result_free(rb);
+    f_free(&s.base);
+    f_free(&b.base);
+    f_free(&s2.base);
+    f_free(&b2.base);
+}
+
+/* A controller model whose gate is calibrated at -0.5 and whose costs make speculation win. */
+static struct sr_ctl_shared *calibrated(const struct sr_run_params *p) {
+    struct sr_ctl_shared *sh = sr_ctl_shared_new();
+    if (!sh) return NULL;
+    struct sr_ctl_params cp = sr_ctl_default_params();
+    cp.precision = p->ctl_precision;
+    cp.audit = p->ctl_audit;
+    struct sr_ctl c;
+    sr_ctl_init(&c, &cp, NULL, sr_loop_ctl_key(p));
+    for (int i = 0; i < 60; i++) {
+        struct sr_ctl_step cs = {.reason = SR_CTL_WARMUP, .gate = SR_GATE_JUDGED};
+        bool good = i % 3 != 0;
+        struct sr_ctl_obs o = {.speculated = true, .judged = true, .accepted = good,
+                               .conf_min = good ? -0.1f : -3.0f, .n_draft = 4, .t_draft_ms = 4e-3,
+                               .n_judge_tokens = 4, .n_suffix_tokens = 4, .t_judge_ms = 8e-3, .n_base = 4,
+                               .t_base_ms = 4000.0, .n_step = 4};
+        sr_ctl_observe(&c, &cs, &o);
+    }
+    CHECK(isfinite(c.m.level) && c.m.level <= -0.1f && c.m.level > -3.0f);
+    sr_ctl_shared_put(sh, &c.m);
+    return sh;
+}
+
+/* The loop's two decision points under policy auto: confident drafts are adopted without a judge
+ * call, the base model catches up on them before it is next used (judging or writing), and a
+ * rejection after unjudged steps rolls back to after the catch-up. */
+static void test_auto_gate(void) {
+    static const char *sg[] = {"s0", "s1", "s2", "s3 \\boxed{1}"};
+    static const float cf[] = {-0.01f, -0.02f, -2.5f, -0.01f};
+    static const char *bg[] = {"B2"};
+    for (int reject = 0; reject < 2; reject++) {
+        const int sc[] = {reject ? 3 : 8};
+        struct fake s, b;
+        fake_init(&s, "small", sg, 4, NULL, 0);
+        fake_init(&b, "base", bg, 1, sc, 1);
+        s.confs = cf;
+        s.n_confs = 4;
+        struct sr_run_params p = params(SR_MODE_SPEC, 7);
+        p.policy = SR_POLICY_AUTO;
+        p.ctl_audit = 0.0f;
+        struct sr_ctl_shared *sh = calibrated(&p);
+        struct sr_result *r = NULL;
+        char err[512] = "";
+        enum sr_status st = sr_loop_run_shared(&s.base, &b.base, "2+2?", &p, sh, &r, err, sizeof err);
+        CHECK(st == SR_OK && r && r->n_steps == 4);
+        if (r && r->n_steps == 4) {
+            CHECK_STR(r->text, reject ? "s0\n\ns1\n\nB2\n\ns3 \\boxed{1}\n\n" : "s0\n\ns1\n\ns2\n\ns3 \\boxed{1}\n\n");
+            CHECK(r->steps[0].ctl_gate == SR_GATE_SKIPPED && r->steps[1].ctl_gate == SR_GATE_SKIPPED);
+            CHECK(r->steps[2].ctl_gate == SR_GATE_JUDGED && r->steps[3].ctl_gate == SR_GATE_SKIPPED);
+            CHECK(r->steps[0].author == SR_AUTHOR_SMALL && r->steps[0].score < 0);
+            CHECK(r->steps[2].author == (reject ? SR_AUTHOR_BASE_REJECT : SR_AUTHOR_SMALL));
+            CHECK(r->steps[0].conf_min == -0.01f && r->steps[2].conf_min == -2.5f);
+            CHECK(r->steps[0].ctl_reason == SR_CTL_CHEAPER && r->steps[0].ctl_e_spec_ms < r->steps[0].ctl_e_base_ms);
+            CHECK(b.n_judge == 1 && r->stats.n_judged == 1 && r->stats.n_unjudged == 3);
+            CHECK(r->stats.n_catchup_tokens == 2); /* "s0\n\ns1\n\n", 4 bytes a token */
+            CHECK(r->stats.acceptance == (reject ? 0.0 : 1.0));
+            CHECK(r->stats.n_ctl_spec == 4 && r->stats.n_ctl_base == 0);
+            check_ctx(&s, r, "2+2?", false);
+            /* The base model holds everything but the last, unjudged step. */
+            struct sr_buf want = {0};
+            sr_buf_puts(&want, b.ctx.data);
+            sr_buf_puts(&want, "s3 \\boxed{1}\n\n");
+            struct fake tmp = b;
+            tmp.ctx = want;
+            check_ctx(&tmp, r, "2+2?", false);
+            sr_buf_free(&want);
+        }
+        sr_result_free(r);
+        sr_ctl_shared_free(sh);
+        f_free(&s.base);
+        f_free(&b.base);
+    }
+    /* Audit everything (ctl_audit 1): every draft is judged, and a rejected confident one counts
+     * as a disagreement. */
+    {
+        static const int sc[] = {8, 2, 8, 8};
+        struct fake s, b;
+        fake_init(&s, "small", sg, 4, NULL, 0);
+        fake_init(&b, "base", bg, 1, sc, 4);
+        s.confs = cf;
+        s.n_confs = 4;
+        struct sr_run_params p = params(SR_MODE_SPEC, 7);
+        p.policy = SR_POLICY_AUTO;
+        p.ctl_audit = 1.0f;
+        struct sr_ctl_shared *sh = calibrated(&p);
+        struct sr_result *r = NULL;
+        char err[512] = "";
+        enum sr_status st = sr_loop_run_shared(&s.base, &b.base, "2+2?", &p, sh, &r, err, sizeof err);
+        CHECK(st == SR_OK && r);
+        if (r) {
+            CHECK(r->stats.n_unjudged == 0 && r->stats.n_judged == (int)r->n_steps);
+            CHECK(r->stats.n_audits >= 2 && r->stats.n_audit_disagree == 1);
+            CHECK(r->steps[1].ctl_gate == SR_GATE_AUDIT && r->steps[1].author == SR_AUTHOR_BASE_REJECT);
+            check_ctx(&s, r, "2+2?", false);
+            check_ctx(&b, r, "2+2?", false);
+        }
+        sr_result_free(r);
+        sr_ctl_shared_free(sh);
+        f_free(&s.base);
+        f_free(&b.base);
+    }
+}
+
+/* Speculation loses: the base model writes, the small model lags, and a probe first gives it
+ * the base model's steps (its context must be a prefix of the adopted text throughout). */
+static void test_auto_probe(void) {
+    static const char *sg[] = {"p3"};
+    static const char *bg[] = {"b0", "b1", "b2", "b4 \\boxed{1}"};
+    static const int sc[] = {8};
+    struct fake s, b;
+    fake_init(&s, "small", sg, 1, NULL, 0);
+    fake_init(&b, "base", bg, 4, sc, 1);
+    struct sr_run_params p = params(SR_MODE_SPEC, 7);
+    p.policy = SR_POLICY_AUTO;
+    struct sr_ctl_shared *sh = sr_ctl_shared_new();
+    CHECK(sh != NULL);
+    if (!sh) return;
+    struct sr_ctl_params cp = sr_ctl_default_params();
+    struct sr_ctl c;
+    sr_ctl_init(&c, &cp, NULL, sr_loop_ctl_key(&p));
+    for (int i = 0; i < 40; i++) { /* judging is dear, the base model cheap */
+        struct sr_ctl_step cs = {.reason = SR_CTL_WARMUP, .gate = SR_GATE_JUDGED};
+        struct sr_ctl_obs o = {.speculated = true, .judged = true, .accepted = false, .conf_min = NAN,
+                               .n_draft = 4, .t_draft_ms = 4.0, .n_judge_tokens = 4, .n_suffix_tokens = 4,
+                               .t_judge_ms = 80.0, .n_base = 4, .t_base_ms = 0.04, .n_sync = 4, .t_sync_ms = 0.04,
+                               .n_step = 4};
+        sr_ctl_observe(&c, &cs, &o);
+    }
+    sr_ctl_shared_put(sh, &c.m);
+    struct sr_result *r = NULL;
+    char err[512] = "";
+    enum sr_status st = sr_loop_run_shared(&s.base, &b.base, "2+2?", &p, sh, &r, err, sizeof err);
+    CHECK(st == SR_OK && r && r->n_steps == 5);
+    if (r && r->n_steps == 5) {
+        CHECK_STR(r->text, "b0\n\nb1\n\nb2\n\np3\n\nb4 \\boxed{1}\n\n");
+        CHECK(r->steps[0].ctl_reason == SR_CTL_BASE && r->steps[2].ctl_reason == SR_CTL_BASE);
+        CHECK(r->steps[3].ctl_reason == SR_CTL_PROBE && r->steps[3].ctl_gate == SR_GATE_JUDGED);
+        CHECK(r->steps[3].author == SR_AUTHOR_SMALL && r->steps[4].ctl_reason == SR_CTL_BASE);
+        CHECK(r->steps[0].ctl_e_base_ms < r->steps[0].ctl_e_spec_ms);
+        CHECK(r->stats.n_ctl_base == 4 && r->stats.n_ctl_spec == 1 && r->stats.n_ctl_probes == 1);
+        CHECK(r->stats.n_sync_tokens == 3); /* "b0\n\nb1\n\nb2\n\n" in one catch-up */
+        CHECK_STR(s.ctx.data + s.ctx.len - strlen("b2\n\np3\n\n"), "b2\n\np3\n\n");
+        check_ctx_prefix(&s, r, "2+2?");
+        check_ctx(&b, r, "2+2?", false);
+    }
+    sr_result_free(r);
+    sr_ctl_shared_free(sh);
+    f_free(&s.base);
+    f_free(&b.base);
+}
+
+/* Whatever the controller decides, threshold 10 gives the base model's text (every draft is
+ * rejected and rewritten from the same context, or the base model writes directly). */
+static void test_auto_threshold10(void) {
+    static const char *sg[] = {"x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7"};
+    static const char *bg[] = {"b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7 \\boxed{3}"};
+    struct fake s, b, s2, b2;
+    fake_init(&s, "small", sg, 8, NULL, 0);
+    fake_init(&b, "base", bg, 8, NULL, 0);
+    fake_init(&s2, "small", NULL, 0, NULL, 0);
+    fake_init(&b2, "base", bg, 8, NULL, 0);
+    struct sr_run_params p = params(SR_MODE_SPEC, 10);
+    p.policy = SR_POLICY_AUTO;
+    struct sr_run_params pb = params(SR_MODE_BASE, 10);
+    struct sr_result *r = run(&s, &b, &p, SR_OK), *rb = run(&s2, &b2, &pb, SR_OK);
+    CHECK(r && rb);
+    if (r && rb) {
+        CHECK_STR(r->text, rb->text);
+        CHECK(r->stats.n_ctl_spec + r->stats.n_ctl_base == (int)r->n_steps);
+        CHECK(r->stats.n_unjudged == 0);
+        check_ctx_prefix(&s, r, "2+2?");
+        check_ctx(&b, r, "2+2?", false);
+    }
+    sr_result_free(r);
+    sr_result_free(rb);
+    f_free(&s.base);
+    f_free(&b.base);
+    f_free(&s2.base);
+    f_free(&b2.base);
+}
+
 int main(void) {
     test_accept_reject();
     test_threshold_edges();
@@ -448,5 +682,9 @@ int main(void) {
     test_events_cancel();
     test_invalid_params();
     test_fault_injection();
+    test_policy_never();
+    test_auto_gate();
+    test_auto_threshold10();
+    test_auto_probe();
     return test_summary("test_loop");
 }

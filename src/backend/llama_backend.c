@@ -429,6 +429,16 @@ static enum sr_status sample_next(struct lm_llama *L, llama_token *out) {
     return sample_logits(L, L->use_saved ? L->saved : llama_get_logits_ith(L->ctx, -1), out);
 }
 
+/* log softmax(lg)[tok] over the whole vocabulary (the model's confidence in the token). */
+static float token_logprob(const float *lg, int32_t nv, llama_token tok) {
+    float mx = lg[0];
+    for (int32_t i = 1; i < nv; i++)
+        if (lg[i] > mx) mx = lg[i];
+    double z = 0.0;
+    for (int32_t i = 0; i < nv; i++) z += exp((double)(lg[i] - mx));
+    return (float)((double)(lg[tok] - mx) - log(z));
+}
+
 /* ---- the token stream of one generation ----------------------------------------------------
  * Plain and speculative generation feed the tokens they emit, in order, through emit(): it
  * appends the text, counts tokens and says whether the step ends here. Both paths then settle the
@@ -448,13 +458,19 @@ struct emitter {
     size_t end;    /* DELIM_*: where it ends */
 };
 
-static enum emit_res emit(struct emitter *e, llama_token tok, enum sr_status *st) {
+/* lp: the token's log-probability, NAN = not known (then the output reports none). */
+static enum emit_res emit(struct emitter *e, llama_token tok, float lp, enum sr_status *st) {
     struct lm_llama *L = e->L;
     struct sr_gen_out *out = e->out;
     *st = SR_OK;
     if (llama_vocab_is_eog(L->m->vocab, tok)) {
         out->end = SR_GEN_EOG;
         return EMIT_EOG;
+    }
+    if (!isnan(lp)) {
+        if (out->n_logprob == 0 || lp < out->logprob_min) out->logprob_min = lp;
+        out->logprob_sum += lp;
+        out->n_logprob++;
     }
     char pbuf[256];
     int32_t pn = piece(L, tok, pbuf, sizeof pbuf);
@@ -518,6 +534,9 @@ static enum sr_status lm_generate(struct sr_lm *lm, const char *delim, int32_t m
     struct lm_llama *L = (struct lm_llama *)lm;
     struct emitter e = {L, out, delim, delim ? strlen(delim) : 0, out->text.len, max_tokens, 0, 0, 0};
     out->n_tokens = 0;
+    out->n_logprob = 0;
+    out->logprob_min = 0.0f;
+    out->logprob_sum = 0.0;
     out->end = SR_GEN_MAX;
     if (max_tokens <= 0) return e.dlen ? lm_append(lm, delim, e.dlen, NULL) : SR_OK;
     enum sr_status st = ensure_logits(L);
@@ -525,10 +544,12 @@ static enum sr_status lm_generate(struct sr_lm *lm, const char *delim, int32_t m
     for (;;) {
         int64_t t0 = sr_time_us();
         llama_token tok = 0;
-        st = sample_next(L, &tok);
+        const float *lg = L->use_saved ? L->saved : llama_get_logits_ith(L->ctx, -1);
+        st = sample_logits(L, lg, &tok);
+        float lp = st == SR_OK && lm->want_logprob ? token_logprob(lg, L->m->n_vocab, tok) : NAN;
         L->base.t_backend_us += sr_time_us() - t0;
         if (st != SR_OK) return st;
-        enum emit_res r = emit(&e, tok, &st);
+        enum emit_res r = emit(&e, tok, lp, &st);
         if (st != SR_OK) return st;
         if (r != EMIT_CONTINUE) return finish_pending(&e, r, tok);
         st = decode(L, &tok, 1, true);
@@ -567,6 +588,9 @@ static enum sr_status lm_generate_spec(struct sr_lm *lm, struct sr_lm *draft_lm,
     struct lm_llama *D = (struct lm_llama *)draft_lm;
     struct emitter e = {L, out, delim, delim ? strlen(delim) : 0, out->text.len, max_tokens, 0, 0, 0};
     out->n_tokens = 0;
+    out->n_logprob = 0;
+    out->logprob_min = 0.0f;
+    out->logprob_sum = 0.0;
     out->end = SR_GEN_MAX;
     if (max_tokens <= 0) return e.dlen ? lm_append(lm, delim, e.dlen, NULL) : SR_OK;
     int32_t kcap = sd->draft_max < 64 ? sd->draft_max : 64;
@@ -582,7 +606,7 @@ static enum sr_status lm_generate_spec(struct sr_lm *lm, struct sr_lm *draft_lm,
     L->base.t_backend_us += sr_time_us() - t0;
     if (st != SR_OK) return st;
     for (;;) {
-        enum emit_res r = emit(&e, tok, &st);
+        enum emit_res r = emit(&e, tok, NAN, &st);
         if (st != SR_OK) return st;
         if (r != EMIT_CONTINUE) return finish_pending(&e, r, tok);
 
@@ -652,7 +676,7 @@ static enum sr_status lm_generate_spec(struct sr_lm *lm, struct sr_lm *draft_lm,
             if (st != SR_OK) return st;
             if (i < nd && next == drafts[i]) {
                 j++;
-                r = emit(&e, drafts[i], &st);
+                r = emit(&e, drafts[i], NAN, &st);
                 if (st != SR_OK) return st;
                 if (r != EMIT_CONTINUE) {
                     /* Stopped at an accepted draft, which sits in the cache at base_n + 1 + i. */

@@ -6,12 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "controller.h"
 #include "internal.h"
 #include "result_json.h"
 
 struct sr_engine {
     struct sr_llama_model *small;
     struct sr_llama_model *base;
+    struct sr_ctl_shared *ctl; /* the controller's model of this pair, shared by its sessions */
 };
 
 struct sr_session {
@@ -41,6 +43,11 @@ enum sr_status sr_engine_init(const struct sr_engine_params *p, struct sr_engine
     if (!p->small.path && !p->base.path) return sr_seterr(err, SR_ERR_INVALID_ARG, "no model path given");
     struct sr_engine *e = calloc(1, sizeof *e);
     if (!e) return sr_seterr(err, SR_ERR_NOMEM, "out of memory");
+    e->ctl = sr_ctl_shared_new();
+    if (!e->ctl) {
+        free(e);
+        return sr_seterr(err, SR_ERR_NOMEM, "out of memory");
+    }
     enum sr_status st = SR_OK;
     if (p->small.path) st = sr_llama_model_load(&p->small, "small", &e->small, err);
     if (st == SR_OK && p->base.path) st = sr_llama_model_load(&p->base, "base", &e->base, err);
@@ -56,6 +63,7 @@ void sr_engine_free(struct sr_engine *e) {
     if (!e) return;
     sr_llama_model_free(e->small);
     sr_llama_model_free(e->base);
+    sr_ctl_shared_free(e->ctl);
     free(e);
 }
 
@@ -100,7 +108,7 @@ enum sr_status sr_session_run(struct sr_session *s, const char *problem, const s
     *out = NULL;
     if (!s) return SR_ERR_INVALID_ARG;
     s->errmsg[0] = '\0';
-    return sr_loop_run(s->small, s->base, problem, params, out, s->errmsg, sizeof s->errmsg);
+    return sr_loop_run_shared(s->small, s->base, problem, params, s->engine->ctl, out, s->errmsg, sizeof s->errmsg);
 }
 
 enum sr_status sr_run(struct sr_engine *e, const char *problem, const struct sr_run_params *params,
@@ -175,6 +183,31 @@ void sr_stats_to_json(struct sr_buf *b, const struct sr_stats *S) {
     kv_num(b, "sd_mean_accepted", S->sd_mean_accepted, &f);
     kv_num(b, "t_sd_draft_ms", S->t_sd_draft_ms, &f);
     kv_num(b, "t_sd_verify_ms", S->t_sd_verify_ms, &f);
+    kv_num(b, "ctl_spec", S->n_ctl_spec, &f);
+    kv_num(b, "ctl_base", S->n_ctl_base, &f);
+    kv_num(b, "ctl_probes", S->n_ctl_probes, &f);
+    kv_num(b, "unjudged", S->n_unjudged, &f);
+    kv_num(b, "audits", S->n_audits, &f);
+    kv_num(b, "audit_disagree", S->n_audit_disagree, &f);
+    kv_num(b, "catchup_tokens", (double)S->n_catchup_tokens, &f);
+    kv_num(b, "t_catchup_ms", S->t_catchup_ms, &f);
+    key(b, "ctl_model", &f);
+    {
+        bool g = true;
+        sr_buf_puts(b, "{");
+        kv_num(b, "small_tok_ms", S->ctl_small_tok_ms, &g);
+        kv_num(b, "base_tok_ms", S->ctl_base_tok_ms, &g);
+        kv_num(b, "judge_tok_ms", S->ctl_judge_tok_ms, &g);
+        kv_num(b, "catchup_tok_ms", S->ctl_catchup_tok_ms, &g);
+        kv_num(b, "sync_tok_ms", S->ctl_sync_tok_ms, &g);
+        kv_num(b, "step_tokens", S->ctl_step_tokens, &g);
+        kv_num(b, "acceptance", S->ctl_acceptance, &g);
+        kv_num(b, "gate_level", S->ctl_gate_level, &g);
+        kv_num(b, "skip_rate", S->ctl_skip_rate, &g);
+        kv_num(b, "predicted_speedup", S->ctl_predicted_speedup, &g);
+        kv_num(b, "measured_speedup", S->ctl_measured_speedup, &g);
+        sr_buf_puts(b, "}");
+    }
     sr_buf_puts(b, "}");
 }
 
@@ -189,6 +222,7 @@ char *sr_result_to_json(const struct sr_result *r, const struct sr_run_params *p
         kv_num(&b, "seed", (double)p->seed, &f);
         key(&b, "spec_decode", &f);
         sr_buf_puts(&b, p->spec_decode ? "true" : "false");
+        kv_str(&b, "policy", sr_policy_str(p->policy), &f);
     }
     kv_str(&b, "text", r->text, &f);
     kv_str(&b, "answer", r->answer, &f);
@@ -214,6 +248,12 @@ char *sr_result_to_json(const struct sr_result *r, const struct sr_run_params *p
         kv_num(&b, "t_judge_ms", s->t_judge_ms, &g);
         kv_num(&b, "t_base_ms", s->t_base_ms, &g);
         kv_num(&b, "t_sync_ms", s->t_sync_ms, &g);
+        kv_str(&b, "ctl", sr_ctl_reason_str(s->ctl_reason), &g);
+        kv_str(&b, "gate", sr_ctl_gate_str(s->ctl_gate), &g);
+        kv_num(&b, "e_spec_ms", s->ctl_e_spec_ms, &g);
+        kv_num(&b, "e_base_ms", s->ctl_e_base_ms, &g);
+        kv_num(&b, "conf_min", s->conf_min, &g);
+        kv_num(&b, "conf_mean", s->conf_mean, &g);
         sr_buf_puts(&b, "}");
     }
     sr_buf_puts(&b, "]");
