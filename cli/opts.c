@@ -110,6 +110,9 @@ void common_opts_init(struct common_opts *o) {
     o->draft_max = rp.draft_max;
     o->draft_min = rp.draft_min;
     o->draft_p_min = rp.draft_p_min;
+    o->ctl_precision = rp.ctl_precision;
+    o->ctl_audit = rp.ctl_audit;
+    o->ctl_probe_max = rp.ctl_probe_max;
     o->small_temp = o->base_temp = o->small_top_p = o->base_top_p = NAN;
     o->small_ctx = o->base_ctx = -1;
     o->small_ngl = o->base_ngl = -2;
@@ -132,6 +135,14 @@ int common_opts_run_params(const char *prog, const struct common_opts *o, struct
         if ((rc = opt_pick(prog, o->answer_by, "answer writer", m, 2, &v))) return rc;
         rp->answer_by = (enum sr_answer_by)v;
     }
+    if (o->policy) {
+        static const char *const m[] = {"auto", "always", "never"};
+        if ((rc = opt_pick(prog, o->policy, "policy", m, 3, &v))) return rc;
+        rp->policy = (enum sr_policy)v;
+    }
+    rp->ctl_precision = (float)o->ctl_precision;
+    rp->ctl_audit = (float)o->ctl_audit;
+    rp->ctl_probe_max = (int32_t)o->ctl_probe_max;
     rp->judge_prompt = o->judge_prompt;
     rp->judge_prefill = o->judge_prefill;
     rp->first_n_base = (int32_t)o->first_n;

@@ -43,6 +43,9 @@ struct common_opts {
     int64_t ctx, small_ctx, base_ctx, threads, threads_batch, ngl, small_ngl, base_ngl;
     double temp, top_p, small_temp, small_top_p, base_temp, base_top_p, draft_p_min;
     bool greedy, no_strip, set_temp, set_top_p;
+    const char *policy; /* the controller (issue 14) */
+    double ctl_precision, ctl_audit;
+    int64_t ctl_probe_max;
 };
 
 /* Table rows of the shared options, for a tool's `static const struct opt OPTS[]` (O is the
@@ -74,6 +77,14 @@ struct common_opts {
     {"draft-max", 0, OPT_INT, &(O).draft_max, 1, 64, WHERE "tokens drafted per verification (default 8)"},   \
     {"draft-min", 0, OPT_INT, &(O).draft_min, 0, 64, WHERE "drafts shorter than this are not verified (default 0)"}, \
     {"draft-p-min", 0, OPT_FLOAT, &(O).draft_p_min, 0, 1, WHERE "stop drafting below this draft probability (default 0.5)"}
+#define COMMON_OPTS_POLICY(O)                                                                              \
+    {"policy", 0, OPT_STR, &(O).policy, 0, 0,                                                               \
+     "auto | always | never: mode spec's controller (default auto: decides per step; always: the reference; never: base only)"}, \
+    {"gate-precision", 0, OPT_FLOAT, &(O).ctl_precision, 1e-6, 1,                                           \
+     "auto: skip the judge only where its acceptance is at least this (lower bound; 1 = never skip; default 0.97)"}, \
+    {"audit", 0, OPT_FLOAT, &(O).ctl_audit, 0, 1, "auto: fraction of skippable drafts judged anyway (default 0.1)"}, \
+    {"probe-max", 0, OPT_INT, &(O).ctl_probe_max, 1, 65536,                                                  \
+     "auto: most base-written steps between probes of speculation (default 64)"}
 #define COMMON_OPTS_HARDWARE(O)                                                                            \
     {"ctx", 'c', OPT_INT, &(O).ctx, 0, 16777216, "context tokens per model (default: min(16384, training context))"}, \
     {"small-ctx", 0, OPT_INT, &(O).small_ctx, 0, 16777216, "context tokens of the small model"},             \
