@@ -157,6 +157,16 @@ enum sr_policy {
     SR_POLICY_NEVER = 2,  /* the base model writes every step (exactly mode base) */
 };
 
+/* Pipelined speculation (src/core/pipeline.c): while the base model judges step k, the small
+ * model drafts step k+1 on a second thread as if step k were accepted. Results are identical to
+ * an unpipelined run; only time changes. Only a greedy small model is pipelined (a thrown-away
+ * draft would consume its sampler's random draws), and not with spec_decode. */
+enum sr_pipeline {
+    SR_PIPE_AUTO = 0, /* when both models' threads fit the online cores and acceptance is high */
+    SR_PIPE_ON = 1,   /* whenever it is exact (greedy small model, no spec_decode) */
+    SR_PIPE_OFF = 2,  /* never: the reference's strict turn-taking */
+};
+
 /* Why a step went the way it did (struct sr_step.ctl_reason). */
 enum sr_ctl_reason {
     SR_CTL_FIXED = 0,     /* no decision: policy always/never, another mode, or a first-N step */
@@ -261,6 +271,7 @@ struct sr_run_params {
                                           default 0.1 */
     int32_t ctl_probe_max;             /* most base-written steps between two probes of
                                           speculation; [1, 65536]; default 64 */
+    enum sr_pipeline pipeline;         /* draft step k+1 while step k is judged; default auto */
 };
 
 SR_API struct sr_run_params sr_run_default_params(void);
@@ -331,6 +342,15 @@ struct sr_stats {
      * sum of the predicted time of what was chosen, and over the measured time of those steps */
     double ctl_predicted_speedup;
     double ctl_measured_speedup;
+
+    /* pipelined speculation (zero when not pipelined) */
+    int32_t n_pipe_started;    /* drafts started ahead, while the base model judged */
+    int32_t n_pipe_used;       /* of which became the next step's draft */
+    int32_t n_pipe_discarded;  /* of which were thrown away (rejection, stop, base writing) */
+    double t_pipe_draft_ms;    /* time the used drafts took on the second thread */
+    double t_pipe_wait_ms;     /* time the loop still waited for them (counted in t_small_ms) */
+    double t_pipe_hidden_ms;   /* of t_pipe_draft_ms, the part that ran before the loop asked
+                                  for the draft (hidden behind judging) */
 };
 
 struct sr_step {
@@ -368,6 +388,7 @@ SR_API const char *sr_mode_str(enum sr_mode mode);
 SR_API const char *sr_author_str(enum sr_author author);
 SR_API const char *sr_stop_str(enum sr_stop_reason stop);
 SR_API const char *sr_policy_str(enum sr_policy policy);
+SR_API const char *sr_pipeline_str(enum sr_pipeline pipeline);
 SR_API const char *sr_ctl_reason_str(enum sr_ctl_reason reason);
 SR_API const char *sr_ctl_gate_str(enum sr_ctl_gate gate);
 

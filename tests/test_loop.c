@@ -4,15 +4,22 @@
  * prefix + adopted steps — is checked by string comparison after every run. Also: accept/reject
  * sequences, stop rules, first-N, </think> handling, the answer phase, cancellation, parameter
  * validation and failure injection (every operation failing in turn must give an error and leak
- * nothing under ASan).
+ * nothing under ASan). Pipelined speculation (issue 17): the fake is then a deterministic model
+ * (by_ctx: what it writes depends only on its context) and may sleep in generate and judge, so
+ * the small model really drafts on the pipeline's thread while the base model judges. All fake
+ * state is per object: two threads on two fakes share nothing.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "controller.h"
 #include "internal.h"
+#include "pipeline.h"
 #include "testutil.h"
 
 struct fake {
@@ -28,7 +35,23 @@ struct fake {
     int n_judge, n_generate;
     const float *confs; /* scripted draft confidences (lowest token log-probability), or NULL */
     int n_confs, i_conf;
+    bool by_ctx;     /* generate writes gen[steps already in the context], like a greedy model */
+    size_t prompt_len; /* context length after reset */
+    long delay_us;   /* sleep in generate and judge (overlap is real) */
 };
+
+static void nap(long us) {
+    if (us <= 0) return;
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+
+/* Steps the context holds after the prompt (delimiters counted). */
+static int ctx_steps(const struct fake *f) {
+    int n = 0;
+    for (const char *q = f->ctx.data + f->prompt_len; (q = strstr(q, "\n\n")); q += 2) n++;
+    return n;
+}
 
 static int ntok(const char *s, size_t n) {
     (void)s;
@@ -46,6 +69,7 @@ static enum sr_status f_reset(struct sr_lm *lm, const char *text, size_t len, in
     if (maybe_fail(f)) return SR_ERR_BACKEND;
     sr_buf_clear(&f->ctx);
     sr_buf_append(&f->ctx, text, len);
+    f->prompt_len = f->ctx.len;
     *n = ntok(text, len);
     return SR_OK;
 }
@@ -54,6 +78,8 @@ static enum sr_status f_generate(struct sr_lm *lm, const char *delim, int32_t ma
     struct fake *f = (struct fake *)lm;
     if (maybe_fail(f)) return SR_ERR_BACKEND;
     f->n_generate++;
+    nap(f->delay_us);
+    if (f->by_ctx) f->i_gen = ctx_steps(f);
     const char *s = f->i_gen < f->n_gen ? f->gen[f->i_gen++] : "filler";
     size_t n = strlen(s);
     if (ntok(s, n) > max_tokens) n = (size_t)max_tokens * 4;
@@ -94,6 +120,7 @@ static enum sr_status f_judge(struct sr_lm *lm, const char *cand, size_t len, co
     struct fake *f = (struct fake *)lm;
     if (maybe_fail(f)) return SR_ERR_BACKEND;
     f->n_judge++;
+    nap(f->delay_us);
     memset(out, 0, sizeof *out);
     int s = f->i_score < f->n_scores ? f->scores[f->i_score++] : 0;
     out->greedy_value = s;
@@ -672,6 +699,243 @@ static void test_auto_threshold10(void) {
     f_free(&b2.base);
 }
 
+
+/* ---- pipelined speculation (issue 17) --------------------------------------------------------- */
+
+/* A pair for pipelining: small drafts by context (a deterministic model), greedy. */
+static void pipe_pair(struct fake *s, struct fake *b, const char *const *sg, int ns, const char *const *bg, int nb,
+                      const int *sc, int nsc, long delay_us) {
+    fake_init(s, "small", sg, ns, NULL, 0);
+    fake_init(b, "base", bg, nb, sc, nsc);
+    s->by_ctx = true;
+    s->delay_us = b->delay_us = delay_us;
+    s->base.n_threads = b->base.n_threads = 1;
+}
+
+static struct sr_run_params pipe_params(enum sr_pipeline pl) {
+    struct sr_run_params p = params(SR_MODE_SPEC, 7);
+    p.small.temperature = 0.0f;
+    p.pipeline = pl;
+    return p;
+}
+
+/* Pipelined and unpipelined runs: same text, steps, scores, events; both models' contexts the same. */
+static void check_same_run(const struct sr_result *a, const struct sr_result *b) {
+    CHECK(a && b);
+    if (!a || !b) return;
+    CHECK_STR(a->text, b->text);
+    CHECK(a->n_steps == b->n_steps && a->stop == b->stop);
+    for (size_t i = 0; i < a->n_steps && i < b->n_steps; i++) {
+        CHECK(a->steps[i].author == b->steps[i].author);
+        CHECK(a->steps[i].score == b->steps[i].score && a->steps[i].draft_score == b->steps[i].draft_score);
+        CHECK(a->steps[i].n_tokens == b->steps[i].n_tokens && a->steps[i].n_draft_tokens == b->steps[i].n_draft_tokens);
+        CHECK_STR(a->steps[i].text, b->steps[i].text);
+        CHECK((a->steps[i].draft == NULL) == (b->steps[i].draft == NULL));
+        if (a->steps[i].draft && b->steps[i].draft) CHECK_STR(a->steps[i].draft, b->steps[i].draft);
+    }
+    CHECK(a->stats.n_judged == b->stats.n_judged && a->stats.n_steps_small == b->stats.n_steps_small);
+    CHECK(a->stats.n_sync_tokens == b->stats.n_sync_tokens && a->stats.n_judge_tokens == b->stats.n_judge_tokens);
+}
+
+struct ev_log {
+    struct sr_buf b;
+};
+
+static bool log_event(const struct sr_event *ev, void *user) {
+    struct ev_log *l = user;
+    sr_buf_printf(&l->b, "%d:%d:%.*s:%g|", (int)ev->type, ev->step, (int)ev->len, ev->text, (double)ev->score);
+    return true;
+}
+
+static void pipe_compare(const char *const *sg, int ns, const char *const *bg, int nb, const int *sc, int nsc,
+                         long delay_us, int want_discarded_min, int want_used_min) {
+    struct fake s0, b0, s1, b1;
+    pipe_pair(&s0, &b0, sg, ns, bg, nb, sc, nsc, 0);
+    pipe_pair(&s1, &b1, sg, ns, bg, nb, sc, nsc, delay_us);
+    struct sr_run_params p0 = pipe_params(SR_PIPE_OFF), p1 = pipe_params(SR_PIPE_ON);
+    struct ev_log l0 = {{0}}, l1 = {{0}};
+    p0.on_event = p1.on_event = log_event;
+    p0.user = &l0;
+    p1.user = &l1;
+    struct sr_result *r0 = run(&s0, &b0, &p0, SR_OK), *r1 = run(&s1, &b1, &p1, SR_OK);
+    check_same_run(r0, r1);
+    CHECK_STR(l0.b.data, l1.b.data); /* the same events in the same order */
+    CHECK_STR(s0.ctx.data, s1.ctx.data);
+    CHECK_STR(b0.ctx.data, b1.ctx.data);
+    CHECK(b0.n_judge == b1.n_judge);
+    if (r0 && r1) {
+        check_ctx(&s1, r1, "2+2?", true);
+        if (!r1->answer) check_ctx(&b1, r1, "2+2?", false);
+        const struct sr_stats *S = &r1->stats;
+        CHECK(r0->stats.n_pipe_started == 0);
+        CHECK(S->n_pipe_started == S->n_pipe_used + S->n_pipe_discarded);
+        CHECK(S->n_pipe_discarded >= want_discarded_min && S->n_pipe_used >= want_used_min);
+        CHECK(S->t_pipe_hidden_ms >= 0 && S->t_pipe_hidden_ms <= S->t_pipe_draft_ms + 1e-9);
+        if (delay_us >= 1000 && want_used_min) CHECK(S->t_pipe_hidden_ms > 0);
+        /* every draft made ahead is one generate more on the small model, used or not */
+        CHECK(s1.n_generate == s0.n_generate + S->n_pipe_discarded);
+    }
+    sr_result_free(r0);
+    sr_result_free(r1);
+    sr_buf_free(&l0.b);
+    sr_buf_free(&l1.b);
+    f_free(&s0.base); f_free(&b0.base); f_free(&s1.base); f_free(&b1.base);
+}
+
+static void test_pipe_accept_heavy(void) {
+    static const char *sg[] = {"s0", "s1", "s2", "s3", "s4", "s5 \\boxed{4}"};
+    static const int sc[] = {8, 9, 7, 8, 9, 9};
+    pipe_compare(sg, 6, NULL, 0, sc, 6, 2000, 0, 5);
+}
+
+/* Rejections throw the draft made ahead away; the small model is rolled back exactly as unpipelined. */
+static void test_pipe_reject_heavy(void) {
+    static const char *sg[] = {"s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7 \\boxed{4}"};
+    static const int sc[] = {3, 8, 2, 1, 9, 0, 8, 9};
+    static const char *bg[] = {"b0", "b2", "b3", "b5"};
+    pipe_compare(sg, 8, bg, 4, sc, 8, 2000, 4, 3);
+}
+
+/* Drafts ahead stop where the next step cannot come: answer marker, budget, repeat, </think>. */
+static void test_pipe_stops(void) {
+    static const char *sg1[] = {"s0", "s0", "s0", "s0"}; /* repeat stop after step 3 */
+    static const int sc[] = {9, 9, 9, 9, 9, 9};
+    pipe_compare(sg1, 4, NULL, 0, sc, 6, 0, 0, 1);
+    static const char *sg2[] = {"s0", "s1 </think> so", "s2 \\boxed{1}"}; /* </think> stripped */
+    pipe_compare(sg2, 3, NULL, 0, sc, 6, 0, 0, 1);
+    static const char *sg3[] = {"s0", "s1 </think>The answer: \\boxed{2}"}; /* thinking ends, base answers */
+    static const char *bg3[] = {" done"};
+    pipe_compare(sg3, 2, bg3, 1, sc, 6, 0, 0, 0);
+}
+
+static bool cancel_on_scored(const struct sr_event *ev, void *user) {
+    int *n = user;
+    return !(ev->type == SR_EVENT_STEP_SCORED && ++*n == 2);
+}
+
+/* Cancelled while the next draft is under way: the run ends after the step, the draft is thrown
+ * away, both contexts as unpipelined. */
+static void test_pipe_cancel(void) {
+    static const char *sg[] = {"s0", "s1", "s2", "s3 \\boxed{4}"};
+    static const int sc[] = {9, 9, 9, 9};
+    struct fake s0, b0, s1, b1;
+    pipe_pair(&s0, &b0, sg, 4, NULL, 0, sc, 4, 0);
+    pipe_pair(&s1, &b1, sg, 4, NULL, 0, sc, 4, 3000);
+    struct sr_run_params p0 = pipe_params(SR_PIPE_OFF), p1 = pipe_params(SR_PIPE_ON);
+    int n0 = 0, n1 = 0;
+    p0.on_event = p1.on_event = cancel_on_scored;
+    p0.user = &n0;
+    p1.user = &n1;
+    struct sr_result *r0 = run(&s0, &b0, &p0, SR_OK), *r1 = run(&s1, &b1, &p1, SR_OK);
+    check_same_run(r0, r1);
+    CHECK(r1 && r1->stop == SR_STOP_CANCELLED && r1->n_steps == 2);
+    CHECK_STR(s0.ctx.data, s1.ctx.data);
+    CHECK_STR(b0.ctx.data, b1.ctx.data);
+    /* the draft ahead for step 2 was under way when step 1's score event cancelled: thrown away */
+    if (r1) CHECK(r1->stats.n_pipe_started == 2 && r1->stats.n_pipe_used == 1 && r1->stats.n_pipe_discarded == 1);
+    sr_result_free(r0);
+    sr_result_free(r1);
+    f_free(&s0.base); f_free(&b0.base); f_free(&s1.base); f_free(&b1.base);
+}
+
+/* Failures in either model while the two overlap end cleanly (ASan: no leak, no race on the
+ * fakes); a failure inside a draft that is thrown away changes nothing. */
+static void test_pipe_faults(void) {
+    static const char *sg[] = {"s0", "s1", "s2", "s3", "s4 \\boxed{1}"};
+    static const int sc[] = {8, 3, 9, 2, 9};
+    static const char *bg[] = {"b1", "b3"};
+    struct fake sc0, bc0;
+    pipe_pair(&sc0, &bc0, sg, 5, bg, 2, sc, 5, 0);
+    struct sr_run_params p0 = pipe_params(SR_PIPE_OFF);
+    struct sr_result *clean = run(&sc0, &bc0, &p0, SR_OK);
+    int failures = 0, harmless = 0;
+    for (int which = 0; which < 2; which++) {
+        for (int k = 1; k < 40; k++) {
+            struct fake s, b;
+            pipe_pair(&s, &b, sg, 5, bg, 2, sc, 5, 300);
+            (which ? &b : &s)->fail_at = k;
+            struct sr_run_params p = pipe_params(SR_PIPE_ON);
+            struct sr_result *r = NULL;
+            char err[512] = "";
+            enum sr_status st = sr_loop_run(&s.base, &b.base, "2+2?", &p, &r, err, sizeof err);
+            if (st != SR_OK) {
+                failures++;
+                CHECK(r == NULL);
+                CHECK(strstr(err, "injected failure") != NULL);
+            } else { /* no failure, or one inside a draft made ahead and thrown away: as if none */
+                if ((which ? b.calls : s.calls) >= k) harmless++;
+                check_same_run(clean, r);
+            }
+            sr_result_free(r);
+            f_free(&s.base);
+            f_free(&b.base);
+        }
+    }
+    CHECK(failures > 10);
+    CHECK(harmless >= 1); /* at least one failure fell in a draft made ahead and thrown away */
+    sr_result_free(clean);
+    f_free(&sc0.base);
+    f_free(&bc0.base);
+}
+
+/* Who pipelines: off never, on always (when exact), auto when both models' threads fit the cores;
+ * never a sampled small model (a thrown-away draft would use up random draws) or spec_decode. */
+static void test_pipe_policy(void) {
+    struct fake s, b;
+    fake_init(&s, "small", NULL, 0, NULL, 0);
+    fake_init(&b, "base", NULL, 0, NULL, 0);
+    CHECK(!sr_pipe_wanted(SR_PIPE_OFF, &s.base, &b.base));
+    CHECK(sr_pipe_wanted(SR_PIPE_ON, &s.base, &b.base));
+    CHECK(!sr_pipe_wanted(SR_PIPE_AUTO, &s.base, &b.base)); /* threads unknown */
+    s.base.n_threads = b.base.n_threads = 100000;
+    CHECK(!sr_pipe_wanted(SR_PIPE_AUTO, &s.base, &b.base)); /* more threads than cores */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    s.base.n_threads = b.base.n_threads = 1;
+    CHECK(sr_pipe_wanted(SR_PIPE_AUTO, &s.base, &b.base) == (cores >= 2));
+    CHECK(sr_pipe_worth(SR_PIPE_ON, 0.0) && sr_pipe_worth(SR_PIPE_AUTO, 0.9) && !sr_pipe_worth(SR_PIPE_AUTO, 0.2));
+    f_free(&s.base);
+    f_free(&b.base);
+
+    static const char *sg[] = {"s0", "s1", "s2 \\boxed{4}"};
+    static const int sc[] = {8, 9, 9};
+    struct sr_run_params p = pipe_params(SR_PIPE_ON);
+    p.small.temperature = 0.6f;
+    pipe_pair(&s, &b, sg, 3, NULL, 0, sc, 3, 0);
+    struct sr_result *r = run(&s, &b, &p, SR_OK);
+    CHECK(r && r->stats.n_pipe_started == 0);
+    sr_result_free(r);
+    f_free(&s.base);
+    f_free(&b.base);
+    p = pipe_params(SR_PIPE_OFF);
+    p.pipeline = (enum sr_pipeline)7;
+    pipe_pair(&s, &b, sg, 3, NULL, 0, sc, 3, 0);
+    CHECK(run(&s, &b, &p, SR_ERR_INVALID_ARG) == NULL);
+    f_free(&s.base);
+    f_free(&b.base);
+}
+
+/* Policy auto with pipelining: whatever the controller decides, the contexts stay consistent
+ * (a draft ahead is thrown away when the base model writes the next step instead). */
+static void test_pipe_auto(void) {
+    static const char *sg[] = {"x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9"};
+    static const char *bg[] = {"b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8", "b9 \\boxed{3}"};
+    static const int sc[] = {8, 2, 9, 1, 8, 8, 2, 9, 9, 1};
+    struct fake s, b;
+    pipe_pair(&s, &b, sg, 10, bg, 10, sc, 10, 200);
+    struct sr_run_params p = pipe_params(SR_PIPE_ON);
+    p.policy = SR_POLICY_AUTO;
+    struct sr_result *r = run(&s, &b, &p, SR_OK);
+    CHECK(r != NULL);
+    if (r) {
+        check_ctx_prefix(&s, r, "2+2?");
+        check_ctx_prefix(&b, r, "2+2?");
+        CHECK(r->stats.n_pipe_started == r->stats.n_pipe_used + r->stats.n_pipe_discarded);
+    }
+    sr_result_free(r);
+    f_free(&s.base);
+    f_free(&b.base);
+}
+
 int main(void) {
     test_accept_reject();
     test_threshold_edges();
@@ -686,5 +950,12 @@ int main(void) {
     test_auto_gate();
     test_auto_threshold10();
     test_auto_probe();
+    test_pipe_accept_heavy();
+    test_pipe_reject_heavy();
+    test_pipe_stops();
+    test_pipe_cancel();
+    test_pipe_faults();
+    test_pipe_policy();
+    test_pipe_auto();
     return test_summary("test_loop");
 }

@@ -921,6 +921,7 @@ enum sr_status sr_llama_lm_init(struct sr_llama_model *m, struct sr_lm **out, st
                          m->n_ctx, g_last_llama_error[0] ? ": " : "", g_last_llama_error);
     }
     L->base.n_ctx = (int64_t)llama_n_ctx(L->ctx);
+    L->base.n_threads = m->n_threads > m->n_threads_batch ? m->n_threads : m->n_threads_batch;
     L->saved_n = -1;
     L->saved = malloc((size_t)m->n_vocab * sizeof *L->saved);
     L->cand = malloc((size_t)m->n_vocab * sizeof *L->cand);

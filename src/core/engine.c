@@ -191,6 +191,12 @@ void sr_stats_to_json(struct sr_buf *b, const struct sr_stats *S) {
     kv_num(b, "audit_disagree", S->n_audit_disagree, &f);
     kv_num(b, "catchup_tokens", (double)S->n_catchup_tokens, &f);
     kv_num(b, "t_catchup_ms", S->t_catchup_ms, &f);
+    kv_num(b, "pipe_started", S->n_pipe_started, &f);
+    kv_num(b, "pipe_used", S->n_pipe_used, &f);
+    kv_num(b, "pipe_discarded", S->n_pipe_discarded, &f);
+    kv_num(b, "t_pipe_draft_ms", S->t_pipe_draft_ms, &f);
+    kv_num(b, "t_pipe_wait_ms", S->t_pipe_wait_ms, &f);
+    kv_num(b, "t_pipe_hidden_ms", S->t_pipe_hidden_ms, &f);
     key(b, "ctl_model", &f);
     {
         bool g = true;
@@ -223,6 +229,7 @@ char *sr_result_to_json(const struct sr_result *r, const struct sr_run_params *p
         key(&b, "spec_decode", &f);
         sr_buf_puts(&b, p->spec_decode ? "true" : "false");
         kv_str(&b, "policy", sr_policy_str(p->policy), &f);
+        kv_str(&b, "pipeline", sr_pipeline_str(p->pipeline), &f);
     }
     kv_str(&b, "text", r->text, &f);
     kv_str(&b, "answer", r->answer, &f);

@@ -88,6 +88,15 @@ const char *sr_policy_str(enum sr_policy p) {
     return "?";
 }
 
+const char *sr_pipeline_str(enum sr_pipeline p) {
+    switch (p) {
+    case SR_PIPE_AUTO: return "auto";
+    case SR_PIPE_ON: return "on";
+    case SR_PIPE_OFF: return "off";
+    }
+    return "?";
+}
+
 const char *sr_ctl_reason_str(enum sr_ctl_reason r) {
     switch (r) {
     case SR_CTL_FIXED: return "fixed";

@@ -102,6 +102,7 @@ struct sr_lm {
     int64_t n_decode;     /* forward passes (llama_decode calls or remote requests) */
     int64_t n_ctx;        /* context capacity in tokens (INT64_MAX if unknown) */
     bool want_logprob;    /* generate reports token log-probabilities (sr_gen_out.n_logprob) */
+    int32_t n_threads;    /* CPU threads its calls use (the most of decode and prefill); 0 = unknown */
 };
 
 enum sr_status sr_lm_fail(struct sr_lm *lm, enum sr_status st, const char *fmt, ...)

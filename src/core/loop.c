@@ -22,6 +22,10 @@
  * the base model (SR_ANSWER_BASE, answer_phase) or by the loop itself (SR_ANSWER_LOOP, the
  * reference's way).
  *
+ * Pipelining (issue 17, pipeline.h): judge starts the next draft ahead on a second thread
+ * (draft_ahead); the small model is then a proxy whose next generate returns that draft and whose
+ * other operations throw it away first, so the stages above read the same with or without it.
+ *
  * Invariant: after each adopted step both models' contexts hold exactly
  *   prefix + step_1 + delim + ... + step_k + delim
  * (each model's own prefix), so nothing is ever prefilled twice.
@@ -33,6 +37,7 @@
 
 #include "controller.h"
 #include "internal.h"
+#include "pipeline.h"
 
 struct sr_run_params sr_run_default_params(void) {
     struct sr_run_params p;
@@ -99,6 +104,8 @@ enum sr_status sr_run_params_check(const struct sr_run_params *p, struct sr_erro
         return sr_seterr(err, SR_ERR_INVALID_ARG, "ctl_precision must be in (0, 1]");
     if (!(p->ctl_audit >= 0.0f && p->ctl_audit <= 1.0f))
         return sr_seterr(err, SR_ERR_INVALID_ARG, "ctl_audit must be in [0, 1]");
+    if (p->pipeline != SR_PIPE_AUTO && p->pipeline != SR_PIPE_ON && p->pipeline != SR_PIPE_OFF)
+        return sr_seterr(err, SR_ERR_INVALID_ARG, "pipeline must be auto, on or off");
     if (p->ctl_probe_max < 1 || p->ctl_probe_max > 65536)
         return sr_seterr(err, SR_ERR_INVALID_ARG, "ctl_probe_max must be in [1, 65536]");
     enum sr_status st = check_sampling(&p->small, "small", err);
@@ -130,6 +137,10 @@ struct run {
      * model after unjudged steps, the small model while the base model writes. It gets the text
      * in one prefill before its next use (catch_up). */
     struct sr_buf owed_base, owed_small;
+    /* Pipelined speculation: the small model is driven through the pipeline's proxy, which
+     * drafts the next step while a step is judged (draft_ahead). */
+    bool piped;
+    struct sr_pipe pipe;
 };
 
 /* What one step produces, filled in stage by stage. */
@@ -320,11 +331,29 @@ static enum sr_status draft(struct run *r, struct step *w) {
     return SR_OK;
 }
 
+/* Pipelining: while the base model judges this draft, the small model drafts the next step as if
+ * this one were accepted, unless the step would end or change the run (an answer marker,
+ * "</think>", the budget, a repeat) or acceptance is too low to bet on. Rejection, or any other
+ * use of the small model, throws the draft away (pipeline.h). */
+static void draft_ahead(struct run *r, const struct step *w) {
+    if (!r->piped || r->cancelled) return;
+    const struct sr_stats *S = &r->res->stats;
+    const char *d = w->d.text.data ? w->d.text.data : "";
+    size_t n = r->res->n_steps;
+    if (has_marker(d) || strstr(d, "</think>") || S->n_adopted_tokens + w->d.n_tokens >= r->p->token_budget ||
+        (n >= 2 && strcmp(r->res->steps[n - 1].text, d) == 0))
+        return;
+    double p_accept = r->use_ctl ? sr_ctl_acceptance(&r->ctl)
+                                 : (S->n_steps_small - S->n_unjudged + 1.4) / (S->n_judged + 2.0); /* prior 0.7 */
+    if (sr_pipe_worth(r->p->pipeline, p_accept)) sr_pipe_ahead(&r->pipe, r->delim, r->p->max_step_tokens);
+}
+
 /* Judge: the base model prefills candidate + delimiter + judge suffix in one pass and reads a
  * score; *accepted = score >= threshold. */
 static enum sr_status judge(struct run *r, struct step *w, bool *accepted) {
     const struct sr_run_params *p = r->p;
     struct sr_stats *S = &r->res->stats;
+    draft_ahead(r, w);
     struct sr_buf cand = {0};
     sr_buf_append(&cand, w->d.text.data ? w->d.text.data : "", w->d.text.len);
     sr_buf_append(&cand, r->delim, r->dlen);
@@ -753,6 +782,7 @@ static void finish_stats(struct run *r) {
     S->acceptance = S->n_judged ? (double)(S->n_steps_small - S->n_unjudged) / S->n_judged : 0.0;
     if (p->mode != SR_MODE_SPEC) S->acceptance = 0.0;
     if (r->use_ctl) sr_ctl_stats(&r->ctl, S);
+    if (r->piped) sr_pipe_stats(&r->pipe, S);
     S->n_sd_drafted = r->sd.drafted;
     S->n_sd_accepted = r->sd.accepted;
     S->n_sd_batches = r->sd.batches;
@@ -819,6 +849,12 @@ enum sr_status sr_loop_run_shared(struct sr_lm *small, struct sr_lm *base, const
         struct sr_ctl_model m;
         sr_ctl_init(&r.ctl, &cp, sr_ctl_shared_get(shared, &m) ? &m : NULL, sr_loop_ctl_key(p));
     }
+    /* Pipelined only where it is exact: a greedy small model that is not a token-level drafter. */
+    if (p->mode == SR_MODE_SPEC && !use_sd && p->small.temperature <= 0.0f && sr_pipe_wanted(p->pipeline, small, base)) {
+        sr_pipe_init(&r.pipe, small);
+        r.small = &r.pipe.lm;
+        r.piped = true;
+    }
     r.res = calloc(1, sizeof *r.res);
     if (!r.res) { snprintf(errbuf, errlen, "out of memory"); return SR_ERR_NOMEM; }
 
@@ -827,6 +863,10 @@ enum sr_status sr_loop_run_shared(struct sr_lm *small, struct sr_lm *base, const
     char *user = sr_prompt_fill(p->prompt_template ? p->prompt_template : SR_PROMPT_MATH, problem);
     st = user ? prefill_prompts(&r, user) : fail(&r, NULL, SR_ERR_NOMEM, "out of memory");
     if (st == SR_OK) st = step_loop(&r, &think_ended, &stop);
+    if (r.piped) { /* a draft made ahead for a step that never came is thrown away */
+        enum sr_status ps = sr_pipe_settle(&r.pipe);
+        if (st == SR_OK && ps != SR_OK) st = fail(&r, r.small, ps, "small model rollback");
+    }
     if (st == SR_OK && think_ended && stop == SR_STOP_NONE) st = answer_phase(&r, &stop);
     r.res->stop = stop;
     if (st == SR_OK) st = finish_text(&r);
