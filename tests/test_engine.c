@@ -407,6 +407,58 @@ static void test_policies(struct sr_session *s, float temp, const char *tag) {
     sr_result_free(r);
 }
 
+/* Pipelined speculation (issue 17): greedy, pipelined and unpipelined runs give the same text,
+ * decisions and scores, and leave both caches holding the same tokens; overlap changes time only. */
+static int32_t *copy_tokens(struct sr_session *s, bool base_model, int64_t *n) {
+    const int32_t *t = sr_llama_lm_tokens(sr_session_lm(s, base_model), n);
+    int32_t *c = malloc((size_t)(*n ? *n : 1) * sizeof *c);
+    memcpy(c, t, (size_t)*n * sizeof *c);
+    return c;
+}
+
+static void test_pipeline(struct sr_session *s, float thr, const char *tag) {
+    struct sr_result *r[2] = {NULL, NULL};
+    int32_t *ts[2] = {NULL, NULL}, *tb[2] = {NULL, NULL};
+    int64_t ns[2] = {0, 0}, nb[2] = {0, 0};
+    for (int i = 0; i < 2; i++) {
+        struct sr_run_params p = base_params(SR_MODE_SPEC, thr, 0.0f);
+        p.pipeline = i ? SR_PIPE_ON : SR_PIPE_OFF;
+        p.token_budget = 160;
+        enum sr_status st = sr_session_run(s, PROBLEM, &p, &r[i]);
+        CHECK(st == SR_OK);
+        if (st != SR_OK) { fprintf(stderr, "run failed: %s\n", sr_session_errmsg(s)); break; }
+        ts[i] = copy_tokens(s, false, &ns[i]);
+        tb[i] = copy_tokens(s, true, &nb[i]);
+    }
+    if (r[0] && r[1]) {
+        const struct sr_stats *S = &r[1]->stats;
+        printf("[%s pipeline thr %.0f] %zu steps, %d judged, %d accepted; ahead %d started, %d used, %d thrown away; "
+               "drafting %.1f ms, hidden %.1f ms, waited %.1f ms\n", tag, (double)thr, r[1]->n_steps, S->n_judged,
+               S->n_steps_small, S->n_pipe_started, S->n_pipe_used, S->n_pipe_discarded, S->t_pipe_draft_ms,
+               S->t_pipe_hidden_ms, S->t_pipe_wait_ms);
+        CHECK_STR(r[1]->text, r[0]->text);
+        CHECK(r[1]->n_steps == r[0]->n_steps && r[1]->stop == r[0]->stop);
+        for (size_t k = 0; k < r[0]->n_steps && k < r[1]->n_steps; k++) {
+            const struct sr_step *a = &r[0]->steps[k], *b = &r[1]->steps[k];
+            CHECK(a->author == b->author && a->score == b->score && a->draft_score == b->draft_score);
+            CHECK(a->n_tokens == b->n_tokens && a->n_draft_tokens == b->n_draft_tokens);
+            CHECK_STR(b->text, a->text);
+        }
+        CHECK(ns[0] == ns[1] && memcmp(ts[0], ts[1], (size_t)ns[0] * sizeof *ts[0]) == 0);
+        CHECK(nb[0] == nb[1] && memcmp(tb[0], tb[1], (size_t)nb[0] * sizeof *tb[0]) == 0);
+        CHECK(r[0]->stats.n_pipe_started == 0);
+        CHECK(S->n_pipe_started == S->n_pipe_used + S->n_pipe_discarded);
+        if (S->n_judged >= 3) CHECK(S->n_pipe_started > 0);
+        check_cache(s, r[1], false);
+        check_cache(s, r[1], true);
+    }
+    for (int i = 0; i < 2; i++) {
+        sr_result_free(r[i]);
+        free(ts[i]);
+        free(tb[i]);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: test_engine SMALL.gguf BASE.gguf [tag]\n");
@@ -429,6 +481,8 @@ int main(int argc, char **argv) {
         test_cache_and_judge(s, 0);
         test_knobs(s);
         test_policies(s, 0.0f, tag);
+        test_pipeline(s, 7, tag);
+        if (!quick) test_pipeline(s, 3, tag);
         if (!quick) test_policies(s, 0.6f, tag);
     }
     sr_session_free(s);

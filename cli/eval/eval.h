@@ -58,6 +58,7 @@ struct mode_def {
     int policy;        /* enum sr_policy, or -1 = --policy */
     bool decode;       /* params.spec_decode */
     const char *color; /* chart colour */
+    int pipeline;      /* enum sr_pipeline, or -1 = --pipeline */
 };
 extern const struct mode_def MODES[];
 extern const size_t N_MODES;
