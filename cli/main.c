@@ -160,6 +160,9 @@ static void print_summary(FILE *o, const struct sr_result *r, const struct sr_ru
         for (int i = 0; i < 10; i++) fprintf(o, " %d:%d", i, S->score_hist[i]);
         fprintf(o, "\n");
     }
+    if (S->n_pipe_started)
+        fprintf(o, "pipeline    %d drafts ahead: %d used, %d thrown away; drafting %.1f ms, %.1f ms of it hidden\n",
+                S->n_pipe_started, S->n_pipe_used, S->n_pipe_discarded, S->t_pipe_draft_ms, S->t_pipe_hidden_ms);
     if (p->mode == SR_MODE_SPEC && p->policy == SR_POLICY_AUTO) {
         fprintf(o, "controller  speculated %d (probes %d), base wrote %d; accepted unjudged %d, audits %d (%d disagreed)\n",
                 S->n_ctl_spec, S->n_ctl_probes, S->n_ctl_base, S->n_unjudged, S->n_audits, S->n_audit_disagree);
