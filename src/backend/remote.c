@@ -646,6 +646,11 @@ static enum sr_status rm_generate(struct sr_lm *lm, const char *delim, int32_t m
     struct lm_remote *R = (struct lm_remote *)lm;
     size_t dlen = delim ? strlen(delim) : 0;
     out->n_tokens = 0;
+    /* Token log-probabilities are not read from the server's reply: report none (n_logprob 0),
+     * so the controller's confidence gate never skips the judge on a remote small model. */
+    out->n_logprob = 0;
+    out->logprob_min = 0.0f;
+    out->logprob_sum = 0.0;
     out->end = SR_GEN_MAX;
     if (max_tokens <= 0) return dlen ? add_text(R, delim, dlen, NULL) : SR_OK;
     if (R->text.len == 0) return sr_lm_fail(lm, SR_ERR_INTERNAL, "cannot generate from an empty context");
