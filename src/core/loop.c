@@ -617,12 +617,14 @@ static enum sr_status check_run(struct sr_lm *small, struct sr_lm *base, const c
         return SR_ERR_INVALID_ARG;
     }
     if (!problem) { snprintf(errbuf, errlen, "no problem text"); return SR_ERR_INVALID_ARG; }
-    if ((p->mode != SR_MODE_SMALL && !base) || (p->mode != SR_MODE_BASE && !small)) {
+    /* policy never is mode base exactly: it needs no small model */
+    enum sr_mode mode = p->mode == SR_MODE_SPEC && p->policy == SR_POLICY_NEVER ? SR_MODE_BASE : p->mode;
+    if ((mode != SR_MODE_SMALL && !base) || (mode != SR_MODE_BASE && !small)) {
         snprintf(errbuf, errlen, "mode %s needs the %s model, which is not loaded", sr_mode_str(p->mode),
-                 !base && p->mode != SR_MODE_SMALL ? "base" : "small");
+                 !base && mode != SR_MODE_SMALL ? "base" : "small");
         return SR_ERR_INVALID_ARG;
     }
-    *use_sd = p->spec_decode && p->mode != SR_MODE_SMALL;
+    *use_sd = p->spec_decode && mode != SR_MODE_SMALL;
     if (!*use_sd) return SR_OK;
     if (!small || !base) {
         snprintf(errbuf, errlen, "token-level speculative decoding needs both models loaded");
