@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench_pair.sh OUT.json [N]: the trained small/base pair (scripts/pair.sh trains it on first use)
 # on N held-out problems (default 100), with the `specreason` CLI of the build directory, in three
-# modes side by side per problem -- base only, small only, SpecReason (threshold 7, greedy) -- so
+# modes side by side per problem -- base only, small only, SpecReason (threshold 7, greedy, policy
+# always: the reference algorithm, a judge on every step) -- so
 # machine load hits all three alike. Writes one JSON object to OUT.json and a summary to stderr:
 #   accuracy per mode (final \boxed value = the held-out answer)
 #   latency per mode (mean and median of the run's own t_total_ms, model loading excluded) and
@@ -55,7 +56,7 @@ d = os.path.dirname(small)
 meta = json.load(open(os.path.join(d, "meta.json")))
 problems = [json.loads(l) for l in open(os.path.join(d, "heldout.jsonl"))][:n]
 flags = ["--template", "raw", "--judge-prompt", meta["judge_prompt"], "--judge-prefill", meta["judge_prefill"],
-         "--greedy", "--threads", threads, "--threads-batch", threads_batch, "--ctx", "512", "--budget", "256", "--max-step-tokens", "32",
+         "--greedy", "--policy", "always", "--threads", threads, "--threads-batch", threads_batch, "--ctx", "512", "--budget", "256", "--max-step-tokens", "32",
          "--max-answer-tokens", "16", "--json"]
 
 def boxed(text):

@@ -91,7 +91,7 @@ def main():
             if not wait_health(p):
                 raise SystemExit("llama-server did not start")
         common = ["--small", small, "--base", base, "-p", "A train travels 120 km in 1.5 hours, then 80 km in 1 hour. "
-                  "What is its average speed?", "--greedy", "--json", "--ctx", "4096", "-n", str(a.budget),
+                  "What is its average speed?", "--greedy", "--policy", "always", "--json", "--ctx", "4096", "-n", str(a.budget),
                   "--max-step-tokens", "48", "--max-answer-tokens", "32", "-t", "3", "--threads", str(a.threads),
                   "--threads-batch", str(a.threads)]
         remote = ["--small-url", "http://127.0.0.1:%d" % ports[0], "--base-url", "http://127.0.0.1:%d" % ports[1]]

@@ -1,34 +1,62 @@
 #!/usr/bin/env bash
 # bench_server.sh OUT.json [SMALL.gguf BASE.gguf]: `specreason-server` under concurrent load, greedy.
-# The same R requests (default 4, SR_BENCH_REQUESTS) are sent with 1 (one after another), 2 and 4
+# The same R requests (default 8, SR_BENCH_REQUESTS) are sent with 1 (one after another), 2 and 4
 # clients at a time to one server started with --parallel 4 (requests batched into shared
 # contexts); reported per concurrency: total wall time, completion tokens per second, mean
-# latency, speed-up over sequential. Then one request alone against the server versus the same
-# run through the `specreason` CLI (its own t_total_ms, model loading excluded; the server's
+# latency, speed-up over sequential, and whether every answer equals the sequential one (greedy:
+# batching changes nothing). Then one request alone against the server versus the same run
+# through the `specreason` CLI (its own t_total_ms, model loading excluded; the server's
 # client-side latency includes HTTP and JSON): the server's overhead. All measured side by side in
-# one run. Models: the arguments, else SR_PAIR_DIR/{small,base}.gguf, else the generated test
-# models of the build directory (build/models/{small,base}.gguf: run the model tests once).
-# Environment: SR_BUILD_DIR (default build/), SR_BENCH_THREADS (default: all cores),
-# SR_BENCH_BUDGET (reasoning tokens per request, default 128).
+# one run, policy always (the reference algorithm; auto decides by timing).
+# Models: the arguments (generic prompts), else the trained pair (scripts/pair.sh, or SR_PAIR_DIR)
+# on its held-out problems with its judge prompt, as bench_pair.sh runs it;
+# SR_PAIR_PAD=SMALL_FF,BASE_FF pads it as bench_pair.sh does (real weight traffic).
+# Environment: SR_BUILD_DIR (default build/), SR_BENCH_THREADS (default 1), SR_BENCH_BUDGET
+# (reasoning tokens per request, default 256).
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: bench_server.sh OUT.json [SMALL.gguf BASE.gguf]" >&2; exit 2; }
 out=$1
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${SR_BUILD_DIR:-$root/build}
+meta=
 if [ $# -ge 3 ]; then small=$2; base=$3
-elif [ -n "${SR_PAIR_DIR:-}" ]; then small=$SR_PAIR_DIR/small.gguf; base=$SR_PAIR_DIR/base.gguf
-else small=$build/models/small.gguf; base=$build/models/base.gguf; fi
+else
+    if [ -n "${SR_PAIR_DIR:-}" ]; then paths=("$SR_PAIR_DIR/small.gguf" "$SR_PAIR_DIR/base.gguf")
+    else mapfile -t paths < <(SR_BUILD_DIR=$build "$root/scripts/pair.sh"); fi
+    [ ${#paths[@]} -eq 2 ] || { echo "bench_server.sh: scripts/pair.sh failed" >&2; exit 1; }
+    dir=$(dirname "${paths[0]}")
+    meta=$dir/meta.json
+    if [ -n "${SR_PAIR_PAD:-}" ]; then
+        IFS=, read -r pad_small pad_base <<<"$SR_PAIR_PAD"
+        case "$pad_small,$pad_base" in *[!0-9,]*|,*|*,) echo "bench_server.sh: SR_PAIR_PAD must be SMALL_FF,BASE_FF" >&2; exit 2 ;; esac
+        padded=("$dir/small-ff$pad_small.gguf" "$dir/base-ff$pad_base.gguf")
+        for k in 0 1; do
+            [ -f "${padded[k]}" ] || "$build/tools/train/sr-train" pad -m "${paths[k]}" -o "${padded[k]}" \
+                --ff "$([ $k = 0 ] && echo "$pad_small" || echo "$pad_base")"
+        done
+        paths=("${padded[@]}")
+    fi
+    small=${paths[0]}; base=${paths[1]}
+fi
 for f in "$small" "$base" "$build/specreason-server" "$build/specreason"; do
     [ -e "$f" ] || { echo "bench_server.sh: $f not found" >&2; exit 1; }
 done
-exec python3 - "$out" "$build" "$small" "$base" "${SR_BENCH_THREADS:-$(nproc)}" "${SR_BENCH_REQUESTS:-4}" \
-    "${SR_BENCH_BUDGET:-128}" <<'PY'
+exec python3 - "$out" "$build" "$small" "$base" "${SR_BENCH_THREADS:-1}" "${SR_BENCH_REQUESTS:-8}" \
+    "${SR_BENCH_BUDGET:-256}" "$meta" <<'PY'
 import http.client, json, os, re, signal, subprocess, sys, threading, time
 
 out, build, small, base, threads, n_req, budget = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]), int(sys.argv[7])
-run = ["--threads", threads, "--ctx", "2048", "--budget", str(budget), "--max-step-tokens", "32",
-       "--max-answer-tokens", "16", "--greedy", "--template", "raw"]
-prompts = ["Problem %d: compute %d * %d step by step." % (i, 17 + i, 23 + 2 * i) for i in range(n_req)]
+meta = sys.argv[8]
+run = ["--threads", threads, "--threads-batch", threads, "--ctx", "512" if meta else "2048", "--budget", str(budget),
+       "--max-step-tokens", "32", "--max-answer-tokens", "16", "--greedy", "--template", "raw", "--policy", "always",
+       "--threshold", "7"]
+if meta:
+    m = json.load(open(meta))
+    run += ["--judge-prompt", m["judge_prompt"], "--judge-prefill", m["judge_prefill"]]
+    held = [json.loads(l) for l in open(os.path.join(os.path.dirname(meta), "heldout.jsonl"))]
+    prompts = [held[i]["problem"] for i in range(n_req)]
+else:
+    prompts = ["Problem %d: compute %d * %d step by step." % (i, 17 + i, 23 + 2 * i) for i in range(n_req)]
 
 srv = subprocess.Popen([os.path.join(build, "specreason-server"), "--small", small, "--base", base, "--port", "0",
                         "--parallel", "4", "--queue", "16", "--quiet", *run], stderr=subprocess.PIPE, text=True)
@@ -54,8 +82,14 @@ def chat(p):
         sys.exit("bench_server.sh: HTTP %d: %s" % (r.status, body))
     return time.monotonic() - t0, body
 
+def full(body):
+    m = body["choices"][0]["message"]
+    return (m.get("reasoning_content") or "") + "\x00" + (m.get("content") or "")
+
+answers = {}
+
 def batch(conc):
-    lat, toks, lock, todo = [], [0], threading.Lock(), list(prompts)
+    lat, toks, lock, todo, same = [], [0], threading.Lock(), list(prompts), [True]
     def client():
         while True:
             with lock:
@@ -66,6 +100,10 @@ def batch(conc):
             with lock:
                 lat.append(dt)
                 toks[0] += body["usage"]["completion_tokens"]
+                if p in answers:
+                    same[0] = same[0] and answers[p] == full(body)
+                else:
+                    answers[p] = full(body)
     t0 = time.monotonic()
     ths = [threading.Thread(target=client) for _ in range(conc)]
     [t.start() for t in ths]
@@ -73,16 +111,17 @@ def batch(conc):
     wall = time.monotonic() - t0
     return {"concurrency": conc, "requests": len(lat), "wall_s": round(wall, 3),
             "completion_tokens": toks[0], "tokens_per_s": round(toks[0] / wall, 2),
-            "mean_latency_s": round(sum(lat) / len(lat), 3)}
+            "mean_latency_s": round(sum(lat) / len(lat), 3), "same_text_as_sequential": same[0]}
 
 chat(prompts[0])  # warm-up
-res = {"small": small, "base": base, "threads": int(threads), "requests": n_req, "budget": budget,
+res = {"small": small, "base": base, "threads": int(threads), "requests": n_req, "budget": budget, "flags": run,
+       "load_average_start": os.getloadavg()[0],
        "server_parallel": 4, "runs": []}
 for conc in (1, 2, 4):
     r = batch(conc)
     res["runs"].append(r)
-    print("concurrency %d: %.2f s total, %.1f tok/s, mean latency %.2f s" %
-          (conc, r["wall_s"], r["tokens_per_s"], r["mean_latency_s"]), file=sys.stderr)
+    print("concurrency %d: %.2f s total, %.1f tok/s, mean latency %.2f s, same text: %s" %
+          (conc, r["wall_s"], r["tokens_per_s"], r["mean_latency_s"], r["same_text_as_sequential"]), file=sys.stderr)
 seq = res["runs"][0]["wall_s"]
 for r in res["runs"]:
     r["speedup_vs_sequential"] = round(seq / r["wall_s"], 3)
@@ -103,6 +142,7 @@ res["lone"] = {"samples": lone, "server_wall_ms": round(mean("server_wall_ms"), 
                "server_over_cli": round(mean("server_wall_ms") / mean("cli_run_ms"), 4)}
 print("lone request: server %.0f ms (client side) vs CLI %.0f ms: %.3fx" %
       (res["lone"]["server_wall_ms"], res["lone"]["cli_run_ms"], res["lone"]["server_over_cli"]), file=sys.stderr)
+res["load_average_end"] = os.getloadavg()[0]
 srv.send_signal(signal.SIGTERM)
 srv.wait(timeout=120)
 with open(out, "w") as f:

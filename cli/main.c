@@ -44,6 +44,7 @@ static const struct opt OPTS[] = {
     {"choice-c", 0, OPT_STR, &C.choice[2], 0, 0, "the text of choice C"},
     {"choice-d", 0, OPT_STR, &C.choice[3], 0, 0, "the text of choice D"},
     COMMON_OPTS_JUDGE(C.o),
+    COMMON_OPTS_POLICY(C.o),
     {"spec-decode", 0, OPT_FLAG, &C.spec_decode, 0, 0, "token-level speculative decoding wherever the base model writes"},
     COMMON_OPTS_DRAFT(C.o, ""),
     COMMON_OPTS_HARDWARE(C.o),
@@ -63,6 +64,12 @@ static void usage(FILE *f) {
             "Speculative reasoning: the small model writes each step, the base model scores it 0-9 and\n"
             "rewrites the steps that score below the threshold.\n\noptions:\n");
     opt_usage(f, OPTS, N_OPTS, 28);
+    fprintf(f, "\npolicies of mode spec: auto decides each step by expected time whether to speculate or let\n"
+               "the base model write it, and accepts drafts the small model is confident about without a\n"
+               "judge call (the level is calibrated against the judge's verdicts; a sampled audit checks it);\n"
+               "always speculates and judges every step (the reference); never is mode base exactly.\n"
+               "The controller learns from its own timings within a run; an engine serving many runs (the\n"
+               "evaluation harness, a server) keeps what it learned across them.\n");
     fprintf(f, "\nexit status: 0 ok, 1 model or run error, 2 usage error\n");
 }
 
@@ -150,10 +157,12 @@ static bool on_event(const struct sr_event *ev, void *user) {
 static void print_summary(FILE *o, const struct sr_result *r, const struct sr_run_params *p) {
     const struct sr_stats *S = &r->stats;
     fprintf(o, "\n---- %s", sr_mode_str(p->mode));
-    if (p->mode == SR_MODE_SPEC) fprintf(o, " (threshold %g, %s)", (double)p->threshold,
-                                         p->score_method == SR_SCORE_GREEDY    ? "greedy"
-                                         : p->score_method == SR_SCORE_AVERAGE ? "average"
-                                                                               : "digit-softmax");
+    if (p->mode == SR_MODE_SPEC)
+        fprintf(o, " (threshold %g, %s, policy %s)", (double)p->threshold,
+                p->score_method == SR_SCORE_GREEDY    ? "greedy"
+                : p->score_method == SR_SCORE_AVERAGE ? "average"
+                                                      : "digit-softmax",
+                sr_policy_str(p->policy));
     fprintf(o, " · stop: %s\n", sr_stop_str(r->stop));
     fprintf(o, "steps       %d: small %d, base after rejection %d, base forced %d\n", S->n_steps, S->n_steps_small,
             S->n_steps_base_reject, S->n_steps_base_forced);
@@ -161,6 +170,18 @@ static void print_summary(FILE *o, const struct sr_result *r, const struct sr_ru
         fprintf(o, "acceptance  %.1f%% of %d judged; scores:", 100.0 * S->acceptance, S->n_judged);
         for (int i = 0; i < 10; i++) fprintf(o, " %d:%d", i, S->score_hist[i]);
         fprintf(o, "\n");
+    }
+    if (S->n_pipe_started)
+        fprintf(o, "pipeline    %d drafts ahead: %d used, %d thrown away; drafting %.1f ms, %.1f ms of it hidden\n",
+                S->n_pipe_started, S->n_pipe_used, S->n_pipe_discarded, S->t_pipe_draft_ms, S->t_pipe_hidden_ms);
+    if (p->mode == SR_MODE_SPEC && p->policy == SR_POLICY_AUTO) {
+        fprintf(o, "controller  speculated %d (probes %d), base wrote %d; accepted unjudged %d, audits %d (%d disagreed)\n",
+                S->n_ctl_spec, S->n_ctl_probes, S->n_ctl_base, S->n_unjudged, S->n_audits, S->n_audit_disagree);
+        fprintf(o, "cost model  ms/token: small %.3f, base %.3f, judge %.3f, catch-up %.3f, sync %.3f; step %.0f tok; "
+                   "acceptance %.2f, gate level %.3g, skip %.2f; speedup predicted %.2fx, measured %.2fx\n",
+                S->ctl_small_tok_ms, S->ctl_base_tok_ms, S->ctl_judge_tok_ms, S->ctl_catchup_tok_ms, S->ctl_sync_tok_ms,
+                S->ctl_step_tokens, S->ctl_acceptance, S->ctl_gate_level, S->ctl_skip_rate, S->ctl_predicted_speedup,
+                S->ctl_measured_speedup);
     }
     fprintf(o, "tokens      adopted %lld (small %lld, base %lld), answer %lld, rejected drafts %lld, judge prefill %lld, sync %lld\n",
             (long long)S->n_adopted_tokens, (long long)S->n_adopted_small, (long long)S->n_adopted_base,
@@ -229,7 +250,8 @@ int main(int argc, char **argv) {
     struct sr_error err = {0};
     if (sr_run_params_check(rp, &err) != SR_OK) return bad("%s", err.msg);
 
-    bool need_small = rp->mode != SR_MODE_BASE || rp->spec_decode, need_base = rp->mode != SR_MODE_SMALL;
+    bool base_only = rp->mode == SR_MODE_BASE || (rp->mode == SR_MODE_SPEC && rp->policy == SR_POLICY_NEVER);
+    bool need_small = !base_only || rp->spec_decode, need_base = rp->mode != SR_MODE_SMALL;
     if (need_small && !C.o.small_path && !C.o.small_url)
         return bad("mode %s%s needs --small or --small-url", sr_mode_str(rp->mode), rp->spec_decode ? " with --spec-decode" : "");
     if (need_base && !C.o.base_path && !C.o.base_url) return bad("mode %s needs --base or --base-url", sr_mode_str(rp->mode));

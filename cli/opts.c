@@ -110,10 +110,14 @@ void common_opts_init(struct common_opts *o) {
     o->draft_max = rp.draft_max;
     o->draft_min = rp.draft_min;
     o->draft_p_min = rp.draft_p_min;
+    o->ctl_precision = rp.ctl_precision;
+    o->ctl_audit = rp.ctl_audit;
+    o->ctl_probe_max = rp.ctl_probe_max;
     o->small_temp = o->base_temp = o->small_top_p = o->base_top_p = NAN;
     o->small_ctx = o->base_ctx = -1;
     o->small_ngl = o->base_ngl = -2;
     o->remote_retries = -1;
+    o->small_threads = o->base_threads = -1;
 }
 
 void common_opts_on_set(struct common_opts *o, const struct opt *given) {
@@ -133,6 +137,19 @@ int common_opts_run_params(const char *prog, const struct common_opts *o, struct
         if ((rc = opt_pick(prog, o->answer_by, "answer writer", m, 2, &v))) return rc;
         rp->answer_by = (enum sr_answer_by)v;
     }
+    if (o->policy) {
+        static const char *const m[] = {"auto", "always", "never"};
+        if ((rc = opt_pick(prog, o->policy, "policy", m, 3, &v))) return rc;
+        rp->policy = (enum sr_policy)v;
+    }
+    if (o->pipeline) {
+        static const char *const m[] = {"auto", "on", "off"};
+        if ((rc = opt_pick(prog, o->pipeline, "pipeline", m, 3, &v))) return rc;
+        rp->pipeline = (enum sr_pipeline)v;
+    }
+    rp->ctl_precision = (float)o->ctl_precision;
+    rp->ctl_audit = (float)o->ctl_audit;
+    rp->ctl_probe_max = (int32_t)o->ctl_probe_max;
     rp->judge_prompt = o->judge_prompt;
     rp->judge_prefill = o->judge_prefill;
     rp->first_n_base = (int32_t)o->first_n;
@@ -163,6 +180,8 @@ void common_opts_engine_params(const struct common_opts *o, bool need_small, boo
     if (o->base_ctx >= 0) ep->base.n_ctx = (uint32_t)o->base_ctx;
     ep->small.n_threads = ep->base.n_threads = (int32_t)o->threads;
     ep->small.n_threads_batch = ep->base.n_threads_batch = (int32_t)o->threads_batch;
+    if (o->small_threads >= 0) ep->small.n_threads = ep->small.n_threads_batch = (int32_t)o->small_threads;
+    if (o->base_threads >= 0) ep->base.n_threads = ep->base.n_threads_batch = (int32_t)o->base_threads;
     ep->small.n_gpu_layers = ep->base.n_gpu_layers = (int32_t)o->ngl;
     if (o->small_ngl >= -1) ep->small.n_gpu_layers = (int32_t)o->small_ngl;
     if (o->base_ngl >= -1) ep->base.n_gpu_layers = (int32_t)o->base_ngl;

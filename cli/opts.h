@@ -47,6 +47,11 @@ struct common_opts {
     const char *small_url, *base_url, *small_model, *base_model, *remote_template, *rpc;
     double remote_timeout;
     int64_t remote_retries;
+    const char *policy; /* the controller (issue 14) */
+    const char *pipeline; /* pipelined speculation (issue 17) */
+    int64_t small_threads, base_threads;
+    double ctl_precision, ctl_audit;
+    int64_t ctl_probe_max;
 };
 
 /* Table rows of the shared options, for a tool's `static const struct opt OPTS[]` (O is the
@@ -78,12 +83,25 @@ struct common_opts {
     {"draft-max", 0, OPT_INT, &(O).draft_max, 1, 64, WHERE "tokens drafted per verification (default 8)"},   \
     {"draft-min", 0, OPT_INT, &(O).draft_min, 0, 64, WHERE "drafts shorter than this are not verified (default 0)"}, \
     {"draft-p-min", 0, OPT_FLOAT, &(O).draft_p_min, 0, 1, WHERE "stop drafting below this draft probability (default 0.5)"}
+#define COMMON_OPTS_POLICY(O)                                                                              \
+    {"policy", 0, OPT_STR, &(O).policy, 0, 0,                                                               \
+     "auto | always | never: mode spec's controller (default auto: decides per step; always: the reference; never: base only)"}, \
+    {"gate-precision", 0, OPT_FLOAT, &(O).ctl_precision, 1e-6, 1,                                           \
+     "auto: skip the judge only where its acceptance is at least this (lower bound; 1 = never skip; default 0.97)"}, \
+    {"audit", 0, OPT_FLOAT, &(O).ctl_audit, 0, 1, "auto: fraction of skippable drafts judged anyway (default 0.1)"}, \
+    {"probe-max", 0, OPT_INT, &(O).ctl_probe_max, 1, 65536,                                                  \
+     "auto: most base-written steps between probes of speculation (default 64)"},                             \
+    {"pipeline", 0, OPT_STR, &(O).pipeline, 0, 0,                                                           \
+     "auto | on | off: draft the next step while the base model judges (greedy small model; same output; "    \
+     "default auto: when both models' threads fit the cores)"}
 #define COMMON_OPTS_HARDWARE(O)                                                                            \
     {"ctx", 'c', OPT_INT, &(O).ctx, 0, 16777216, "context tokens per model (default: min(16384, training context))"}, \
     {"small-ctx", 0, OPT_INT, &(O).small_ctx, 0, 16777216, "context tokens of the small model"},             \
     {"base-ctx", 0, OPT_INT, &(O).base_ctx, 0, 16777216, "context tokens of the base model"},                \
     {"threads", 0, OPT_INT, &(O).threads, 0, 512, "CPU threads (default: all cores)"},                       \
     {"threads-batch", 0, OPT_INT, &(O).threads_batch, 0, 512, "CPU threads for prefill and judging (default: --threads)"}, \
+    {"small-threads", 0, OPT_INT, &(O).small_threads, 0, 512, "CPU threads of the small model (decode and prefill)"}, \
+    {"base-threads", 0, OPT_INT, &(O).base_threads, 0, 512, "CPU threads of the base model (decode and prefill)"}, \
     {"ngl", 0, OPT_INT, &(O).ngl, -1, 1e6, "layers on the GPU for both models (-1 = all, default 0)"},        \
     {"small-ngl", 0, OPT_INT, &(O).small_ngl, -1, 1e6, "GPU layers of the small model"},                     \
     {"base-ngl", 0, OPT_INT, &(O).base_ngl, -1, 1e6, "GPU layers of the base model"}

@@ -171,6 +171,42 @@ enum sr_stop_reason {
     SR_STOP_CONTEXT = 7,   /* a model's context filled up mid-run; the steps so far are kept */
 };
 
+/* How the cost-aware controller (src/core/controller.c) runs mode spec. */
+enum sr_policy {
+    SR_POLICY_AUTO = 0,   /* per step: speculate or let the base model write, by expected time; skip
+                             the judge on drafts the small model is confident about (calibrated
+                             per pair against the judge's verdicts) */
+    SR_POLICY_ALWAYS = 1, /* speculate and judge every step (the reference's behaviour) */
+    SR_POLICY_NEVER = 2,  /* the base model writes every step (exactly mode base) */
+};
+
+/* Pipelined speculation (src/core/pipeline.c): while the base model judges step k, the small
+ * model drafts step k+1 on a second thread as if step k were accepted. Results are identical to
+ * an unpipelined run; only time changes. Only a greedy small model is pipelined (a thrown-away
+ * draft would consume its sampler's random draws), and not with spec_decode. */
+enum sr_pipeline {
+    SR_PIPE_AUTO = 0, /* when both models' threads fit the online cores and acceptance is high */
+    SR_PIPE_ON = 1,   /* whenever it is exact (greedy small model, no spec_decode) */
+    SR_PIPE_OFF = 2,  /* never: the reference's strict turn-taking */
+};
+
+/* Why a step went the way it did (struct sr_step.ctl_reason). */
+enum sr_ctl_reason {
+    SR_CTL_FIXED = 0,     /* no decision: policy always/never, another mode, or a first-N step */
+    SR_CTL_WARMUP = 1,    /* speculated while the cost model and the judge-skip gate warm up */
+    SR_CTL_CHEAPER = 2,   /* speculated: expected time below the base model writing the step */
+    SR_CTL_BASE = 3,      /* the base model wrote: expected time below speculating */
+    SR_CTL_PROBE = 4,     /* speculated to re-measure acceptance while the base model writes */
+};
+
+/* What happened to a draft's judgement (struct sr_step.ctl_gate). */
+enum sr_ctl_gate {
+    SR_GATE_NONE = 0,    /* no draft, or nothing to decide (policy always) */
+    SR_GATE_JUDGED = 1,  /* judged: the gate is not calibrated or the confidence is below its level */
+    SR_GATE_SKIPPED = 2, /* accepted unjudged: confidence at or above the calibrated level */
+    SR_GATE_AUDIT = 3,   /* above the level but judged anyway (sampled audit of the gate) */
+};
+
 struct sr_sampling {
     float temperature; /* <= 0 = greedy (argmax); default 0.6 */
     float top_p;       /* nucleus mass in (0, 1]; 1 = off; default 0.95 */
@@ -254,6 +290,17 @@ struct sr_run_params {
                                           generated token); returning true stops the run at once,
                                           even inside a step, with SR_ERR_ABORTED and no result.
                                           NULL = never. May be called from the run's thread only. */
+    /* The cost-aware controller (mode spec only). Its cost model and gate calibration are kept
+     * per engine across runs (sessions share them), so decisions improve as an engine serves. */
+    enum sr_policy policy;             /* default SR_POLICY_AUTO */
+    float ctl_precision;               /* judge-skip gate: skip only where a lower confidence bound
+                                          of the judge's acceptance reaches this; (0, 1]; 1 = never
+                                          skip; default 0.97 */
+    float ctl_audit;                   /* fraction of skippable drafts judged anyway; [0, 1];
+                                          default 0.1 */
+    int32_t ctl_probe_max;             /* most base-written steps between two probes of
+                                          speculation; [1, 65536]; default 64 */
+    enum sr_pipeline pipeline;         /* draft step k+1 while step k is judged; default auto */
 };
 
 SR_API struct sr_run_params sr_run_default_params(void);
@@ -310,6 +357,38 @@ struct sr_stats {
     int64_t n_http_bytes_base;
     double t_http_small_ms;        /* time inside HTTP requests */
     double t_http_base_ms;
+    /* the cost-aware controller (policy auto; zero otherwise) */
+    int32_t n_ctl_spec;        /* steps speculated by decision (incl. warm-up and probes) */
+    int32_t n_ctl_base;        /* steps the base model wrote by decision */
+    int32_t n_ctl_probes;      /* of the speculated ones, probes */
+    int32_t n_unjudged;        /* drafts accepted without a judge call */
+    int32_t n_audits;          /* skippable drafts judged anyway */
+    int32_t n_audit_disagree;  /* of which the judge rejected */
+    int64_t n_catchup_tokens;  /* tokens of unjudged steps appended to the base model later */
+    double t_catchup_ms;       /* time of those appends */
+    /* the learned cost model at the end of the run (ms per token; acceptance of judged drafts) */
+    double ctl_small_tok_ms;   /* small model decoding */
+    double ctl_base_tok_ms;    /* base model decoding */
+    double ctl_judge_tok_ms;   /* base model judging, per prefilled token (candidate + suffix) */
+    double ctl_catchup_tok_ms; /* base model prefilling unjudged steps */
+    double ctl_sync_tok_ms;    /* small model prefilling the base model's steps */
+    double ctl_step_tokens;    /* median step length */
+    double ctl_acceptance;     /* smoothed judge acceptance of recent drafts */
+    double ctl_gate_level;     /* calibrated lowest-token log-probability level (NAN = not yet) */
+    double ctl_skip_rate;      /* expected fraction of drafts accepted unjudged */
+    /* over the steps decided with a ready cost model: sum of predicted base-only step time over
+     * sum of the predicted time of what was chosen, and over the measured time of those steps */
+    double ctl_predicted_speedup;
+    double ctl_measured_speedup;
+
+    /* pipelined speculation (zero when not pipelined) */
+    int32_t n_pipe_started;    /* drafts started ahead, while the base model judged */
+    int32_t n_pipe_used;       /* of which became the next step's draft */
+    int32_t n_pipe_discarded;  /* of which were thrown away (rejection, stop, base writing) */
+    double t_pipe_draft_ms;    /* time the used drafts took on the second thread */
+    double t_pipe_wait_ms;     /* time the loop still waited for them (counted in t_small_ms) */
+    double t_pipe_hidden_ms;   /* of t_pipe_draft_ms, the part that ran before the loop asked
+                                  for the draft (hidden behind judging) */
 };
 
 struct sr_step {
@@ -321,6 +400,13 @@ struct sr_step {
     int32_t n_draft_tokens; /* tokens of the small draft (accepted or rejected); 0 if none */
     float draft_score;      /* score of the rejected draft; -1 if none */
     double t_draft_ms, t_judge_ms, t_base_ms, t_sync_ms;
+    /* the controller's view of this step */
+    enum sr_ctl_reason ctl_reason;
+    enum sr_ctl_gate ctl_gate;
+    double ctl_e_spec_ms;   /* expected time of speculating (0 = cost model not ready) */
+    double ctl_e_base_ms;   /* expected time of the base model writing the step */
+    float conf_min;         /* the draft's lowest token log-probability (NAN = none) */
+    float conf_mean;        /* its mean token log-probability (NAN = none) */
 };
 
 struct sr_result {
@@ -339,6 +425,10 @@ SR_API void sr_result_free(struct sr_result *result);
 SR_API const char *sr_mode_str(enum sr_mode mode);
 SR_API const char *sr_author_str(enum sr_author author);
 SR_API const char *sr_stop_str(enum sr_stop_reason stop);
+SR_API const char *sr_policy_str(enum sr_policy policy);
+SR_API const char *sr_pipeline_str(enum sr_pipeline pipeline);
+SR_API const char *sr_ctl_reason_str(enum sr_ctl_reason reason);
+SR_API const char *sr_ctl_gate_str(enum sr_ctl_gate gate);
 
 /* Sessions: per-problem state over a shared engine. sr_session_init creates the model
  * contexts (KV caches) once; sr_session_run may be called many times on one session. */

@@ -43,7 +43,7 @@
 struct options {
     const char *small_path, *base_path, *mode, *score, *answer_by, *template_name;
     const char *prompt_template, *judge_prompt, *judge_prefill;
-    const char *host, *api_key, *model_name;
+    const char *host, *api_key, *model_name, *policy;
     int64_t ctx, threads, threads_batch, ngl, small_ctx, base_ctx, small_ngl, base_ngl;
     int64_t port, parallel, queue, max_body;
     double temp, top_p, small_temp, small_top_p, base_temp, base_top_p;
@@ -67,6 +67,7 @@ static const struct opt OPTS[] = {
     {"model-name", 0, OPT_STR, &O.model_name, 0, 0, "model id served at /v1/models (default specreason)"},
     {"mode", 'm', OPT_STR, &O.mode, 0, 0, "default mode: spec | base | small (default spec)"},
     {"threshold", 't', OPT_FLOAT, &O.threshold, 0, 10, "accept a step iff its score >= this (default 7)"},
+    {"policy", 0, OPT_STR, &O.policy, 0, 0, "default policy: auto | always | never (default auto; always = the reference)"},
     {"score", 0, OPT_STR, &O.score, 0, 0, "greedy | average: how the judge's score is read (default greedy)"},
     {"first-n-base", 0, OPT_INT, &O.first_n, 0, 1e9, "the first N steps are written by the base model (default 0)"},
     {"max-step-tokens", 0, OPT_INT, &O.max_step, 1, 65536, "a step ends after this many tokens (default 512)"},
@@ -110,7 +111,7 @@ static void usage(FILE *f) {
             "usage: " PROG " --small S.gguf --base B.gguf [--host H] [--port P] [--parallel N] [options]\n\n"
             "Serves SpecReason through the OpenAI chat API: POST /v1/chat/completions (also streaming),\n"
             "GET /v1/models, GET /health, GET /metrics. Run options are the defaults of every request;\n"
-            "requests may override threshold, first_n_base, score_method, mode, spec_decode, token_budget,\n"
+            "requests may override threshold, first_n_base, score_method, mode, policy, spec_decode, token_budget,\n"
             "max_tokens, temperature, top_p, seed and stop.\n\noptions:\n");
     opt_usage(f, OPTS, N_OPTS, 28);
     fprintf(f, "\nexit status: 0 clean shutdown (SIGINT/SIGTERM), 1 start-up error, 2 usage error\n");
@@ -533,6 +534,7 @@ static bool job_params(struct job *j, struct req_error *err) {
     if (cr->has_first_n_base) p->first_n_base = (int32_t)cr->first_n_base;
     if (cr->score_method >= 0) p->score_method = (enum sr_score_method)cr->score_method;
     if (cr->mode >= 0) p->mode = (enum sr_mode)cr->mode;
+    if (cr->policy >= 0) p->policy = (enum sr_policy)cr->policy;
     if (cr->spec_decode >= 0) p->spec_decode = cr->spec_decode != 0;
     p->prompt_template = NULL;
     p->should_abort = job_should_abort;
@@ -601,7 +603,8 @@ static json_t *stats_json(const struct sr_result *r, const struct sr_run_params 
         if (s->draft) json_object_set_new(o, "draft_score", json_real(s->draft_score));
         json_array_append_new(steps, o);
     }
-    json_t *o = json_pack("{s:s,s:f,s:s,s:b,s:s}", "mode", sr_mode_str(p->mode), "threshold", (double)p->threshold,
+    json_t *o = json_pack("{s:s,s:s,s:f,s:s,s:b,s:s}", "mode", sr_mode_str(p->mode), "policy", sr_policy_str(p->policy),
+                          "threshold", (double)p->threshold,
                           "score_method", p->score_method == SR_SCORE_GREEDY ? "greedy" : "average",
                           "spec_decode", (int)p->spec_decode, "stop", sr_stop_str(r->stop));
     json_object_set_new(o, "steps_by_author",
@@ -1231,6 +1234,11 @@ int main(int argc, char **argv) {
         static const char *const m[] = {"greedy", "average"};
         if ((rc = pick(O.score, "score method", m, 2, &v))) return rc;
         rp.score_method = (enum sr_score_method)v;
+    }
+    if (O.policy) {
+        static const char *const m[] = {"auto", "always", "never"};
+        if ((rc = pick(O.policy, "policy", m, 3, &v))) return rc;
+        rp.policy = (enum sr_policy)v;
     }
     if (O.answer_by) {
         static const char *const m[] = {"base", "loop"};

@@ -257,6 +257,8 @@ static int parse_fields(json_t *root, struct chat_req *r, struct req_error *err)
     static const char *const modes[] = {"spec", "base", "small"};
     if (get_choice(root, "score_method", scores, 2, &r->score_method, err)) return -1;
     if (get_choice(root, "mode", modes, 3, &r->mode, err)) return -1;
+    static const char *const policies[] = {"auto", "always", "never"};
+    if (get_choice(root, "policy", policies, 3, &r->policy, err)) return -1;
     bool sd = false;
     int got = get_bool(root, "spec_decode", &sd, err);
     if (got < 0) return -1;
@@ -266,7 +268,7 @@ static int parse_fields(json_t *root, struct chat_req *r, struct req_error *err)
 
 int chat_req_parse(const char *body, size_t len, struct chat_req *r, struct req_error *err) {
     memset(r, 0, sizeof *r);
-    r->score_method = r->mode = r->spec_decode = -1;
+    r->score_method = r->mode = r->policy = r->spec_decode = -1;
     if (len == 0) return BAD(NULL, "invalid_json", "the request body is empty (expected a JSON object)");
     json_error_t je;
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
@@ -277,7 +279,7 @@ int chat_req_parse(const char *body, size_t len, struct chat_req *r, struct req_
     json_decref(root);
     if (rc) {
         chat_req_free(r);
-        r->score_method = r->mode = r->spec_decode = -1;
+        r->score_method = r->mode = r->policy = r->spec_decode = -1;
     }
     return rc;
 }

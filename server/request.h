@@ -34,6 +34,7 @@ struct chat_req {
     uint64_t seed;
     int score_method; /* -1 = not given, else enum sr_score_method */
     int mode;         /* -1 = not given, else enum sr_mode */
+    int policy;       /* -1 = not given, else enum sr_policy */
     int spec_decode;  /* -1 = not given, 0, 1 */
     char *stop[REQ_MAX_STOP];
     size_t n_stop;

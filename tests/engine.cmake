@@ -40,3 +40,6 @@ set_tests_properties(test_engine_fidelity PROPERTIES LABELS model FIXTURES_REQUI
 # Batching across sessions: batched == alone, merged decodes, reset clears only its own sequence.
 sr_add_test(test_batch SOURCES test_batch.c LABELS model FIXTURES models_sd ARGS ${SR_MODEL_DIR})
 target_link_libraries(test_batch PRIVATE Threads::Threads)
+
+# The cost-aware controller alone, on synthetic cost/acceptance/confidence sequences.
+sr_add_test(test_controller SOURCES test_controller.c LABELS unit)

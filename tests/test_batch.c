@@ -42,6 +42,7 @@ static struct sr_run_params params(int i) {
     struct sr_run_params p = sr_run_default_params();
     p.mode = i == 2 ? SR_MODE_BASE : i == 3 ? SR_MODE_SMALL : SR_MODE_SPEC;
     p.threshold = 5;
+    p.policy = SR_POLICY_ALWAYS; /* batched == alone is about the reference algorithm; auto decides by timing */
     p.small.temperature = p.base.temperature = 0.0f;
     p.max_step_tokens = 24;
     p.token_budget = 96;

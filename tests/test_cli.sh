@@ -79,6 +79,7 @@ expect 2 "unknown score method 'mean'" -- "$cli" "${common[@]}" --score mean -p 
 # Single-model modes need only their model; spec decoding needs both.
 expect 0 "^steps" -- "$cli" --base "$base" --mode base --ctx 2048 --budget 32 --greedy -p "hi"
 expect 0 "^steps" -- "$cli" --small "$small" --mode small --ctx 2048 --budget 32 --greedy -p "hi"
+expect 0 "^steps" -- "$cli" --base "$base" --policy never --ctx 2048 --budget 32 --greedy -p "hi"
 expect 0 "^drafting" -- "$cli" "${common[@]}" --mode base --spec-decode -p "hi"
 
 echo "test_cli: $pass passed, $fail failed"

@@ -6,7 +6,8 @@
  *   - a judge score computed with KV-cache reuse equals one from a fresh context that prefills
  *     the whole judge prompt;
  *   - after a run each model's cache holds exactly the adopted text (positions and a re-decode);
- *   - first-N, the budget and bad input behave as documented.
+ *   - first-N, the budget and bad input behave as documented;
+ *   - policy never == mode base; policy auto at threshold 10 == mode base whatever it decides.
  * Usage: test_engine SMALL.gguf BASE.gguf [tag]
  *        test_engine --fidelity MODEL_DIR: BOS as the vocabulary says (models with add_bos_token
  *        true and false), text from users and models tokenized as text, no re-decode after an
@@ -45,6 +46,7 @@ static struct sr_engine *load(const char *small, const char *base, uint32_t n_ct
 
 static struct sr_run_params base_params(enum sr_mode mode, float thr, float temp) {
     struct sr_run_params p = sr_run_default_params();
+    p.policy = SR_POLICY_ALWAYS; /* the invariants below are the reference algorithm's */
     p.mode = mode;
     p.threshold = thr;
     p.small.temperature = p.base.temperature = temp;
@@ -646,6 +648,121 @@ static int fidelity(const char *dir) {
     return test_summary("test_engine --fidelity");
 }
 
+/* The controller's policies on real inference. never == mode base exactly; auto at threshold 10
+ * gives the base model's text token for token whatever it decides (a rejected draft is rewritten
+ * from the same logits and sampler stream the base model would have used); drafts report the
+ * small model's confidence. (policy always is what every other test here runs.) */
+static void test_policies(struct sr_session *s, float temp, const char *tag) {
+    struct sr_run_params pb = base_params(SR_MODE_BASE, 7, temp);
+    struct sr_run_params pn = base_params(SR_MODE_SPEC, 7, temp);
+    pn.policy = SR_POLICY_NEVER;
+    int32_t *tb = NULL, *tn = NULL;
+    int64_t nb = 0, nn = 0;
+    struct sr_result *rb = run_tokens(s, &pb, true, &tb, &nb);
+    struct sr_result *rn = run_tokens(s, &pn, true, &tn, &nn);
+    if (rb && rn) {
+        CHECK_STR(rn->text, rb->text);
+        CHECK(nb == nn && memcmp(tb, tn, (size_t)nb * sizeof *tb) == 0);
+        CHECK(rn->n_steps == rb->n_steps && rn->stats.n_judged == 0);
+        for (size_t i = 0; i < rn->n_steps && i < rb->n_steps; i++) CHECK(rn->steps[i].author == rb->steps[i].author);
+    }
+    /* auto, threshold 10, several runs so the engine's controller model moves between them. */
+    int spec = 0, base = 0;
+    for (int k = 0; k < 2 && rb; k++) {
+        struct sr_run_params pa = base_params(SR_MODE_SPEC, 10, temp);
+        pa.policy = SR_POLICY_AUTO;
+        int32_t *ta = NULL;
+        int64_t na = 0;
+        struct sr_result *ra = run_tokens(s, &pa, true, &ta, &na);
+        if (ra) {
+            CHECK_STR(ra->text, rb->text);
+            CHECK(na == nb && memcmp(ta, tb, (size_t)nb * sizeof *tb) == 0);
+            CHECK(ra->stats.n_unjudged == 0 && ra->stats.n_steps_small == 0);
+            CHECK(ra->stats.n_ctl_spec + ra->stats.n_ctl_base == (int)ra->n_steps);
+            spec += ra->stats.n_ctl_spec;
+            base += ra->stats.n_ctl_base;
+            for (size_t i = 0; i < ra->n_steps; i++) {
+                const struct sr_step *st = &ra->steps[i];
+                if (st->ctl_reason == SR_CTL_BASE) continue;
+                CHECK(st->n_draft_tokens == 0 || (isfinite(st->conf_min) && st->conf_min <= 0.0f &&
+                                                  st->conf_mean >= st->conf_min - 1e-5f));
+            }
+        }
+        sr_result_free(ra);
+        free(ta);
+    }
+    printf("[%s temp %.1f] policy never == base (%zu steps); auto@10 == base, %d speculated, %d written by base\n",
+           tag, (double)temp, rb ? rb->n_steps : 0, spec, base);
+    sr_result_free(rb);
+    sr_result_free(rn);
+    free(tb);
+    free(tn);
+    /* auto at threshold 7: a model may lag behind while it is not needed (the small model while
+     * the base model writes, the base model after unjudged steps); one that took part in the
+     * last step holds exactly the adopted text. */
+    struct sr_run_params p7 = base_params(SR_MODE_SPEC, 7, temp);
+    p7.policy = SR_POLICY_AUTO;
+    struct sr_result *r = NULL;
+    CHECK(sr_session_run(s, PROBLEM, &p7, &r) == SR_OK);
+    if (r && r->n_steps) {
+        const struct sr_step *last = &r->steps[r->n_steps - 1];
+        if (last->ctl_reason != SR_CTL_BASE) check_cache(s, r, false);
+        if (last->ctl_gate != SR_GATE_SKIPPED) check_cache(s, r, true);
+    }
+    sr_result_free(r);
+}
+
+/* Pipelined speculation (issue 17): greedy, pipelined and unpipelined runs give the same text,
+ * decisions and scores, and leave both caches holding the same tokens; overlap changes time only. */
+static int32_t *copy_tokens(struct sr_session *s, bool base_model, int64_t *n) {
+    const int32_t *t = sr_llama_lm_tokens(sr_session_lm(s, base_model), n);
+    int32_t *c = malloc((size_t)(*n ? *n : 1) * sizeof *c);
+    memcpy(c, t, (size_t)*n * sizeof *c);
+    return c;
+}
+
+static void test_pipeline(struct sr_session *s, float thr, const char *tag) {
+    struct sr_result *r[2] = {NULL, NULL};
+    int32_t *ts[2] = {NULL, NULL}, *tb[2] = {NULL, NULL};
+    int64_t ns[2] = {0, 0}, nb[2] = {0, 0};
+    for (int i = 0; i < 2; i++) {
+        struct sr_run_params p = base_params(SR_MODE_SPEC, thr, 0.0f);
+        p.pipeline = i ? SR_PIPE_ON : SR_PIPE_OFF;
+        enum sr_status st = sr_session_run(s, PROBLEM, &p, &r[i]);
+        CHECK(st == SR_OK);
+        if (st != SR_OK) { fprintf(stderr, "run failed: %s\n", sr_session_errmsg(s)); break; }
+        ts[i] = copy_tokens(s, false, &ns[i]);
+        tb[i] = copy_tokens(s, true, &nb[i]);
+        check_cache(s, r[i], false); /* both runs: whatever holds for one holds for the other */
+        check_cache(s, r[i], true);
+    }
+    if (r[0] && r[1]) {
+        const struct sr_stats *S = &r[1]->stats;
+        printf("[%s pipeline thr %.0f] %zu steps, %d judged, %d accepted; ahead %d started, %d used, %d thrown away; "
+               "drafting %.1f ms, hidden %.1f ms, waited %.1f ms\n", tag, (double)thr, r[1]->n_steps, S->n_judged,
+               S->n_steps_small, S->n_pipe_started, S->n_pipe_used, S->n_pipe_discarded, S->t_pipe_draft_ms,
+               S->t_pipe_hidden_ms, S->t_pipe_wait_ms);
+        CHECK_STR(r[1]->text, r[0]->text);
+        CHECK(r[1]->n_steps == r[0]->n_steps && r[1]->stop == r[0]->stop);
+        for (size_t k = 0; k < r[0]->n_steps && k < r[1]->n_steps; k++) {
+            const struct sr_step *a = &r[0]->steps[k], *b = &r[1]->steps[k];
+            CHECK(a->author == b->author && a->score == b->score && a->draft_score == b->draft_score);
+            CHECK(a->n_tokens == b->n_tokens && a->n_draft_tokens == b->n_draft_tokens);
+            CHECK_STR(b->text, a->text);
+        }
+        CHECK(ns[0] == ns[1] && memcmp(ts[0], ts[1], (size_t)ns[0] * sizeof *ts[0]) == 0);
+        CHECK(nb[0] == nb[1] && memcmp(tb[0], tb[1], (size_t)nb[0] * sizeof *tb[0]) == 0);
+        CHECK(r[0]->stats.n_pipe_started == 0);
+        CHECK(S->n_pipe_started == S->n_pipe_used + S->n_pipe_discarded);
+        if (S->n_judged >= 3) CHECK(S->n_pipe_started > 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        sr_result_free(r[i]);
+        free(ts[i]);
+        free(tb[i]);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "--fidelity") == 0) return fidelity(argv[2]);
     if (argc < 3) {
@@ -668,6 +785,10 @@ int main(int argc, char **argv) {
         if (!quick) test_cache_and_judge(s, 3);
         test_cache_and_judge(s, 0);
         test_knobs(s);
+        test_policies(s, 0.0f, tag);
+        test_pipeline(s, 7, tag);
+        if (!quick) test_pipeline(s, 3, tag);
+        if (!quick) test_policies(s, 0.6f, tag);
     }
     sr_session_free(s);
     sr_engine_free(e);

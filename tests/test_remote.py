@@ -144,7 +144,7 @@ def parity(cli, server_bin, mdir, judge_bin=None):
     for name in ports:
         check(wait_http(ports[name]), "llama-server (%s) became healthy" % name)
     su, bu = "http://127.0.0.1:%d" % ports["small"], "http://127.0.0.1:%d/v1" % ports["base"]
-    common = ["-p", "What is 1+1?", "--greedy", "--json", "--ctx", "4096", "-n", "240", "--max-step-tokens", "40",
+    common = ["-p", "What is 1+1?", "--greedy", "--policy", "always", "--json", "--ctx", "4096", "-n", "240", "--max-step-tokens", "40",
               "--max-answer-tokens", "24", "--threads", "1"]
     # The judge, position by position, against the full in-process distribution.
     if judge_bin:
@@ -220,7 +220,7 @@ def parity(cli, server_bin, mdir, judge_bin=None):
 
 
 def faults(cli, fake):
-    common = ["-p", "What is 1+1?", "--greedy", "--json", "-n", "200", "--max-step-tokens", "20",
+    common = ["-p", "What is 1+1?", "--greedy", "--policy", "always", "--json", "-n", "200", "--max-step-tokens", "20",
               "--max-answer-tokens", "10", "-t", "5", "--remote-timeout", "2", "--remote-retries", "2"]
 
     def serve(mode):
@@ -297,7 +297,7 @@ def rpc(cli, rpc_bin, mdir):
         start([rpc_bin, "-H", "127.0.0.1", "-p", str(port), "-t", "1"], "rpc-worker-%d.log" % i)
     for port in ports:
         check(wait_tcp(port), "ggml-rpc-server on port %d" % port)
-    common = ["--small", small, "--base", base, "-p", "What is 1+1?", "--greedy", "--json", "--ctx", "2048", "-n", "120",
+    common = ["--small", small, "--base", base, "-p", "What is 1+1?", "--greedy", "--policy", "always", "--json", "--ctx", "2048", "-n", "120",
               "--max-step-tokens", "30", "--max-answer-tokens", "16", "-t", "3", "--threads", "1"]
     local = result(*run(cli, common)[:3], what="local")
     workers = ",".join("127.0.0.1:%d" % p for p in ports)

@@ -182,7 +182,7 @@ int main(int argc, char **argv) {
             CHECK(same_tokens(L, R));
         }
         /* The base writes a step; both hold the same tokens afterwards. */
-        struct sr_gen_out gl = {{0}, 0, 0}, gr = {{0}, 0, 0};
+        struct sr_gen_out gl = {0}, gr = {0};
         CHECK(L->ops->generate(L, "\n\n", 24, &gl) == SR_OK);
         CHECK(R->ops->generate(R, "\n\n", 24, &gr) == SR_OK);
         CHECK_STR(gr.text.data ? gr.text.data : "", gl.text.data ? gl.text.data : "");

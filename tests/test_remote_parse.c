@@ -2,7 +2,8 @@
  * test_remote_parse.c: the readers of OpenAI-compatible answers (src/backend/remote_parse.c) on
  * response bodies written from the servers' documented formats: llama-server's /v1/completions
  * (logprobs.content[], the chat shape), vLLM/SGLang's legacy completions logprobs (tokens,
- * token_logprobs, top_logprobs as {token: logprob}), vLLM's "token_id:N" keys, and broken ones.
+ * token_logprobs, top_logprobs as {token: logprob}), vLLM's "token_id:N" keys, llama-server's native
+ * /completion (content, tokens, stop_type), and broken ones.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -73,6 +74,42 @@ static void test_llama_server(void) {
     CHECK(parse("{\"choices\":[{\"text\":\"x\",\"logprobs\":null,\"finish_reason\":\"stop\"}]}", &c, err));
     CHECK(!c.has_logprobs && c.n_top == 0 && c.n_ids == 0);
     sr_rp_completion_free(&c);
+}
+
+static void test_native(void) {
+    /* llama-server's native /completion with return_tokens (what token-mode generation uses:
+     * ids without per-token probabilities), as server-task.cpp to_json_non_oaicompat writes it. */
+    const char *gen =
+        "{\"index\":0,\"content\":\"Two.\",\"tokens\":[11613,13],\"id_slot\":0,\"stop\":true,"
+        "\"model\":\"small.gguf\",\"tokens_predicted\":3,\"tokens_evaluated\":9,\"generation_settings\":{},"
+        "\"prompt\":\"\",\"has_new_line\":false,\"truncated\":false,\"stop_type\":\"word\","
+        "\"stopping_word\":\"\\n\\n\",\"tokens_cached\":11,\"timings\":{\"prompt_n\":1}}";
+    struct sr_rp_completion c;
+    char err[256] = "";
+    CHECK(parse(gen, &c, err));
+    CHECK_STR(c.text, "Two.");
+    CHECK(c.finish == SR_RP_FINISH_STOP && c.stop_reason == SR_RP_SR_STRING);
+    CHECK(c.ids_known && c.n_ids == 2 && c.ids[0] == 11613 && c.ids[1] == 13);
+    CHECK(c.prompt_tokens == 9 && c.completion_tokens == 3 && !c.has_logprobs);
+    sr_rp_completion_free(&c);
+    CHECK(parse("{\"content\":\"\",\"tokens\":[151643],\"stop\":true,\"stop_type\":\"eos\"}", &c, err));
+    CHECK(c.finish == SR_RP_FINISH_STOP && c.stop_reason == SR_RP_SR_EOS && c.n_ids == 1);
+    sr_rp_completion_free(&c);
+    CHECK(parse("{\"content\":\"abc\",\"tokens\":[1,2,3],\"stop\":true,\"stop_type\":\"limit\"}", &c, err));
+    CHECK(c.finish == SR_RP_FINISH_LENGTH && c.n_ids == 3);
+    sr_rp_completion_free(&c);
+    /* with n_probs: the ids come from completion_probabilities */
+    CHECK(parse("{\"content\":\"7\",\"tokens\":[],\"stop_type\":\"limit\",\"completion_probabilities\":[{\"id\":22,"
+                "\"token\":\"7\",\"logprob\":-0.5,\"top_logprobs\":[{\"id\":22,\"token\":\"7\",\"logprob\":-0.5}]}]}",
+                &c, err));
+    CHECK(c.has_logprobs && c.n_ids == 1 && c.ids[0] == 22 && c.n_top == 1);
+    sr_rp_completion_free(&c);
+    /* broken: ids that are not integers are "unknown", a content that is not a string fails */
+    CHECK(parse("{\"content\":\"ab\",\"tokens\":[1,\"x\"],\"stop_type\":\"limit\"}", &c, err));
+    CHECK(!c.ids_known && c.n_ids == 2);
+    sr_rp_completion_free(&c);
+    CHECK(!parse("{\"content\":5,\"tokens\":[1]}", &c, err));
+    CHECK(!parse("{\"content\":\"a\",\"tokens\":7}", &c, err));
 }
 
 static void test_vllm(void) {
@@ -209,6 +246,7 @@ static void test_misc(void) {
 
 int main(void) {
     test_llama_server();
+    test_native();
     test_vllm();
     test_broken();
     test_misc();

@@ -24,7 +24,7 @@ PARTS = sys.argv[4].split(",") if len(sys.argv) > 4 else ["api", "errors", "disc
 # "batched == alone" is exact (with F16 weights a near-tie can flip an argmax, as in any engine).
 SMALL, BASE = os.path.join(MODELS, "small-f32.gguf"), os.path.join(MODELS, "base-f32.gguf")
 RUN = ["--threads", "1", "--ctx", "2048", "--budget", "64", "--max-step-tokens", "16", "--max-answer-tokens", "8",
-       "--greedy"]
+       "--greedy", "--policy", "always"]
 failures = []
 checks = 0
 
@@ -203,7 +203,8 @@ def part_api():
         for body, flags in [({"threshold": 0}, ["--threshold", "0"]), ({"mode": "base"}, ["--mode", "base"]),
                             ({"threshold": 10, "first_n_base": 1}, ["--threshold", "10", "--first-n-base", "1"]),
                             ({"score_method": "average", "threshold": 4}, ["--score", "average", "--threshold", "4"]),
-                            ({"max_tokens": 24}, ["--budget", "24"]), ({"token_budget": 40}, ["--budget", "40"])]:
+                            ({"max_tokens": 24}, ["--budget", "24"]), ({"token_budget": 40}, ["--budget", "40"]),
+                            ({"policy": "never"}, ["--policy", "never"]), ({"policy": "never"}, ["--mode", "base"])]:
             st, r = s.chat(dict(msg(PROMPTS[1]), **body))
             c = cli_text(PROMPTS[1], *flags)
             check(st == 200 and full_text(r) == c["text"], "server == cli with %s" % body)
@@ -278,6 +279,7 @@ def part_errors():
             (dict(msg("x"), stream="yes"), 400, "stream", "invalid_type"),
             (dict(msg("x"), threshold=12), 400, "threshold", "invalid_value"),
             (dict(msg("x"), mode="turbo"), 400, "mode", "invalid_value"),
+            (dict(msg("x"), policy="sometimes"), 400, "policy", "invalid_value"),
             (dict(msg("x"), seed=-1), 400, "seed", "invalid_value"),
             (dict(msg("x"), stop=[1]), 400, "stop", "invalid_type"),
             (dict(msg("x"), n=2), 400, "n", "unsupported_parameter"),

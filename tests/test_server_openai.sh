@@ -12,7 +12,7 @@ if [ ! -d "$scratch/node_modules/openai" ]; then
 fi
 log=$scratch/server.log
 "$server" --small "$dir/small-b.gguf" --base "$dir/base-b.gguf" --port 0 --threads 1 --ctx 2048 --budget 48 \
-    --max-step-tokens 16 --max-answer-tokens 8 --greedy --api-key test-key 2> "$log" &
+    --max-step-tokens 16 --max-answer-tokens 8 --greedy --policy always --api-key test-key 2> "$log" &
 pid=$!
 trap 'kill $pid 2>/dev/null' EXIT
 port=

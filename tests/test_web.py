@@ -134,7 +134,7 @@ def norm(s):
 def start_server():
     log = open(os.path.join(WORK, "server.log"), "w")
     args = [SERVER, "--small", SMALL, "--base", BASE, "--port", "0", "--ctx", "2048", "--threads", "1",
-            "--budget", "40", "--max-step-tokens", "10", "--max-answer-tokens", "8", "--greedy"]
+            "--budget", "40", "--max-step-tokens", "10", "--max-answer-tokens", "8", "--greedy", "--policy", "always"]
     p = subprocess.Popen(args, stdout=log, stderr=subprocess.PIPE, text=True)
     url = None
     deadline = time.monotonic() + 120

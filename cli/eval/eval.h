@@ -55,8 +55,10 @@ int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 struct mode_def {
     const char *name;
     enum sr_mode mode;
+    int policy;        /* enum sr_policy, or -1 = --policy */
     bool decode;       /* params.spec_decode */
     const char *color; /* chart colour */
+    int pipeline;      /* enum sr_pipeline, or -1 = --pipeline */
 };
 extern const struct mode_def MODES[];
 extern const size_t N_MODES;

@@ -25,7 +25,7 @@ static const struct opt OPTS[] = {
     {"data", 'd', OPT_STR, &C.data, 0, 0, "problem set: math JSONL (data/math500.jsonl, data/aime2024.jsonl) or GPQA CSV/JSONL"},
     {"kind", 0, OPT_STR, &C.kind, 0, 0, "math | gpqa | auto: how to read --data (default auto)"},
     {"modes", 'm', OPT_STR, &C.modes, 0, 0,
-     "comma list of base, small, spec, spec+decode, base+decode (default base,small,spec)"},
+     "comma list of base, small, spec, spec+decode, base+decode, spec-always, spec-auto, spec-pipe (default base,small,spec)"},
     {"thresholds", 't', OPT_STR, &C.thresholds, 0, 0, "comma list of spec thresholds in [0, 10] (default 7)"},
     {"k", 'k', OPT_INT, &C.k, 1, 1e6, "samples per problem, pass@1 averaged over them (default 1)"},
     {"seed", 's', OPT_U64, &C.seed, 0, 0, "sample i uses seed S+i, for sampling and GPQA choice order (default 0)"},
@@ -40,6 +40,7 @@ static const struct opt OPTS[] = {
     {"prompt-template", 0, OPT_STR, &C.prompt_template, 0, 0,
      "custom user message; {problem} and (GPQA) {ans_a}..{ans_d} are replaced"},
     COMMON_OPTS_JUDGE(C.o),
+    COMMON_OPTS_POLICY(C.o),
     COMMON_OPTS_STEPS(C.o),
     COMMON_OPTS_SAMPLING(C.o),
     COMMON_OPTS_THINKING(C.o),
@@ -99,9 +100,13 @@ static void on_set(const struct opt *o, void *user) {
 
 
 const struct mode_def MODES[] = {
-    {"base", SR_MODE_BASE, false, "#d62728"},        {"small", SR_MODE_SMALL, false, "#2ca02c"},
-    {"spec", SR_MODE_SPEC, false, "#1f77b4"},        {"spec+decode", SR_MODE_SPEC, true, "#9467bd"},
-    {"base+decode", SR_MODE_BASE, true, "#ff7f0e"},
+    {"base", SR_MODE_BASE, -1, false, "#d62728", -1},        {"small", SR_MODE_SMALL, -1, false, "#2ca02c", -1},
+    {"spec", SR_MODE_SPEC, -1, false, "#1f77b4", -1},        {"spec+decode", SR_MODE_SPEC, -1, true, "#9467bd", -1},
+    {"base+decode", SR_MODE_BASE, -1, true, "#ff7f0e", -1},
+    {"spec-always", SR_MODE_SPEC, SR_POLICY_ALWAYS, false, "#17becf", -1},
+    {"spec-auto", SR_MODE_SPEC, SR_POLICY_AUTO, false, "#8c564b", -1},
+    /* policy always pipelined (issue 17): same output as spec-always, to time side by side */
+    {"spec-pipe", SR_MODE_SPEC, SR_POLICY_ALWAYS, false, "#bcbd22", SR_PIPE_ON},
 };
 const size_t N_MODES = sizeof MODES / sizeof MODES[0];
 
@@ -181,6 +186,15 @@ static void config_settings(struct config *c, const struct sr_run_params *rp, co
                       rp->judge_prefill ? rp->judge_prefill : SR_JUDGE_PREFILL);
     if (m->decode)
         sr_buf_printf(&b, "draft=%d/%d/%.9g\n", rp->draft_max, rp->draft_min, (double)rp->draft_p_min);
+    if (m->mode == SR_MODE_SPEC) {
+        int pol = m->policy >= 0 ? m->policy : (int)rp->policy;
+        /* policy always is what spec ran before the controller: its records keep their hash */
+        if (pol != SR_POLICY_ALWAYS)
+            sr_buf_printf(&b, "policy=%d/%.9g/%.9g/%d\n", pol, (double)rp->ctl_precision, (double)rp->ctl_audit,
+                          rp->ctl_probe_max);
+        /* pipelining changes time only; a mode that forces it is timed apart */
+        if (m->pipeline >= 0) sr_buf_printf(&b, "pipeline=%d\n", m->pipeline);
+    }
     uint64_t h = fnv1a64(b.data ? b.data : "", b.len, 0xCBF29CE484222325ULL);
     sr_buf_free(&b);
     snprintf(c->settings, sizeof c->settings, "%016llx", (unsigned long long)h);
@@ -231,7 +245,7 @@ static int parse_configs(struct state *S) {
         const struct mode_def *m = NULL;
         for (size_t k = 0; k < N_MODES; k++)
             if (strcmp(S->mode_items[i], MODES[k].name) == 0) m = &MODES[k];
-        if (!m) return bad("unknown mode '%s' (modes: base, small, spec, spec+decode, base+decode)", S->mode_items[i]);
+        if (!m) return bad("unknown mode '%s' (modes: base, small, spec, spec+decode, base+decode, spec-always, spec-auto, spec-pipe)", S->mode_items[i]);
         size_t nt = m->mode == SR_MODE_SPEC ? S->n_thr_items : 1;
         any_spec = any_spec || m->mode == SR_MODE_SPEC;
         for (size_t t = 0; t < nt; t++) {

@@ -267,6 +267,8 @@ int run_all(struct state *S, const struct sr_run_params *rp, bool gpqa, const ch
                 struct sr_run_params run = *rp;
                 run.mode = c->m->mode;
                 run.spec_decode = c->m->decode;
+                if (c->m->policy >= 0) run.policy = (enum sr_policy)c->m->policy;
+                if (c->m->pipeline >= 0) run.pipeline = (enum sr_pipeline)c->m->pipeline;
                 run.threshold = (float)c->thr;
                 if (!c->has_thr) run.threshold = sr_run_default_params().threshold;
                 run.seed = it.seed;

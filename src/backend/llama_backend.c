@@ -726,6 +726,16 @@ static enum sr_status sample_next(struct lm_llama *L, llama_token *out) {
     return sample_logits(L, L->cur >= 0 ? L->kept[L->cur].v : row(L, -1), out);
 }
 
+/* log softmax(lg)[tok] over the whole vocabulary (the model's confidence in the token). */
+static float token_logprob(const float *lg, int32_t nv, llama_token tok) {
+    float mx = lg[0];
+    for (int32_t i = 1; i < nv; i++)
+        if (lg[i] > mx) mx = lg[i];
+    double z = 0.0;
+    for (int32_t i = 0; i < nv; i++) z += exp((double)(lg[i] - mx));
+    return (float)((double)(lg[tok] - mx) - log(z));
+}
+
 /* ---- the token stream of one generation ----------------------------------------------------
  * Plain and speculative generation feed the tokens they emit, in order, through emit(): it
  * appends the text, counts tokens and says whether the step ends here. Both paths then settle the
@@ -745,13 +755,19 @@ struct emitter {
     size_t end;    /* DELIM_*: where it ends */
 };
 
-static enum emit_res emit(struct emitter *e, llama_token tok, enum sr_status *st) {
+/* lp: the token's log-probability, NAN = not known (then the output reports none). */
+static enum emit_res emit(struct emitter *e, llama_token tok, float lp, enum sr_status *st) {
     struct lm_llama *L = e->L;
     struct sr_gen_out *out = e->out;
     *st = SR_OK;
     if (llama_vocab_is_eog(L->m->vocab, tok)) {
         out->end = SR_GEN_EOG;
         return EMIT_EOG;
+    }
+    if (!isnan(lp)) {
+        if (out->n_logprob == 0 || lp < out->logprob_min) out->logprob_min = lp;
+        out->logprob_sum += lp;
+        out->n_logprob++;
     }
     int32_t pn = piece(L, tok, L->pbuf, L->m->max_piece + 1);
     if (pn < 0) { *st = sr_lm_fail(&L->base, SR_ERR_BACKEND, "token %d has no text", tok); return EMIT_EOG; }
@@ -814,6 +830,9 @@ static enum sr_status lm_generate(struct sr_lm *lm, const char *delim, int32_t m
     struct lm_llama *L = (struct lm_llama *)lm;
     struct emitter e = {L, out, delim, delim ? strlen(delim) : 0, out->text.len, max_tokens, 0, 0, 0};
     out->n_tokens = 0;
+    out->n_logprob = 0;
+    out->logprob_min = 0.0f;
+    out->logprob_sum = 0.0;
     out->end = SR_GEN_MAX;
     if (max_tokens <= 0) return e.dlen ? lm_append(lm, delim, e.dlen, NULL) : SR_OK;
     enum sr_status st = ensure_logits(L);
@@ -821,10 +840,12 @@ static enum sr_status lm_generate(struct sr_lm *lm, const char *delim, int32_t m
     for (;;) {
         int64_t t0 = sr_time_us();
         llama_token tok = 0;
-        st = sample_next(L, &tok);
+        const float *lg = L->cur >= 0 ? L->kept[L->cur].v : row(L, -1);
+        st = sample_logits(L, lg, &tok);
+        float lp = st == SR_OK && lm->want_logprob ? token_logprob(lg, L->m->n_vocab, tok) : NAN;
         L->base.t_backend_us += sr_time_us() - t0;
         if (st != SR_OK) return st;
-        enum emit_res r = emit(&e, tok, &st);
+        enum emit_res r = emit(&e, tok, lp, &st);
         if (st != SR_OK) return st;
         if (r != EMIT_CONTINUE) return finish_pending(&e, r, tok);
         st = decode(L, &tok, 1, true);
@@ -868,6 +889,9 @@ static enum sr_status lm_generate_spec(struct sr_lm *lm, struct sr_lm *draft_lm,
     struct lm_llama *D = (struct lm_llama *)draft_lm;
     struct emitter e = {L, out, delim, delim ? strlen(delim) : 0, out->text.len, max_tokens, 0, 0, 0};
     out->n_tokens = 0;
+    out->n_logprob = 0;
+    out->logprob_min = 0.0f;
+    out->logprob_sum = 0.0;
     out->end = SR_GEN_MAX;
     if (max_tokens <= 0) return e.dlen ? lm_append(lm, delim, e.dlen, NULL) : SR_OK;
     int32_t kcap = sd->draft_max < 64 ? sd->draft_max : 64;
@@ -883,7 +907,7 @@ static enum sr_status lm_generate_spec(struct sr_lm *lm, struct sr_lm *draft_lm,
     L->base.t_backend_us += sr_time_us() - t0;
     if (st != SR_OK) return st;
     for (;;) {
-        enum emit_res r = emit(&e, tok, &st);
+        enum emit_res r = emit(&e, tok, NAN, &st);
         if (st != SR_OK) return st;
         if (r != EMIT_CONTINUE) return finish_pending(&e, r, tok);
 
@@ -953,7 +977,7 @@ static enum sr_status lm_generate_spec(struct sr_lm *lm, struct sr_lm *draft_lm,
             if (st != SR_OK) return st;
             if (i < nd && next == drafts[i]) {
                 j++;
-                r = emit(&e, drafts[i], &st);
+                r = emit(&e, drafts[i], NAN, &st);
                 if (st != SR_OK) return st;
                 if (r != EMIT_CONTINUE) {
                     /* Stopped at an accepted draft, which sits in the cache at base_n + 1 + i. */
@@ -1275,6 +1299,7 @@ enum sr_status sr_llama_lm_init(struct sr_llama_model *m, struct sr_lm **out, st
     for (int k = 0; k < 2; k++) L->kept[k].v = malloc((size_t)m->n_vocab * sizeof *L->kept[k].v);
     L->row_tmp = malloc((size_t)m->n_vocab * sizeof *L->row_tmp);
     L->pbuf = malloc((size_t)m->max_piece + 1);
+    L->base.n_threads = m->n_threads > m->n_threads_batch ? m->n_threads : m->n_threads_batch;
     L->cand = malloc((size_t)m->n_vocab * sizeof *L->cand);
     if (!L->kept[0].v || !L->kept[1].v || !L->row_tmp || !L->pbuf || !L->cand) { lm_free(&L->base); return sr_seterr(err, SR_ERR_NOMEM, "out of memory"); }
     L->batch = llama_batch_init(L->n_batch, 0, 1);

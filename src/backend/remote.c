@@ -10,7 +10,8 @@
  * Two ways to send the context:
  *   token mode (a GGUF was given for its vocabulary): the client also keeps the token ids the
  *     in-process backend would hold (text written elsewhere tokenized on its own, generated tokens
- *     as the server sampled them, read from the per-token log-probabilities) and sends them as
+ *     as the server sampled them: llama-server's native /completion returns them, elsewhere they
+ *     are read from the per-token log-probabilities) and sends them as
  *     `prompt: [ids]`. Greedy runs then see exactly the tokens an in-process run sees, so they
  *     produce the same text and the same judge decisions (tests/remote_test.sh checks this).
  *   text mode (no GGUF): the prompt is the text; the server tokenizes the whole context at once,
@@ -583,6 +584,9 @@ static enum sr_status rm_rollback(struct sr_lm *lm, int64_t mark) {
     return SR_OK;
 }
 
+/* Generations on llama-server in token mode go to its native /completion endpoint. */
+static bool native_generate(const struct sr_remote_model *m, bool judge) { return !judge && m->llama_server && m->vocab; }
+
 /* A completion request over the current context (+ extra text / tokens). */
 static json_t *completion_request(struct lm_remote *R, const char *extra, size_t extra_len, const int32_t *extra_toks,
                                   int64_t n_extra, int32_t max_tokens, bool judge, const char *delim) {
@@ -616,15 +620,28 @@ static json_t *completion_request(struct lm_remote *R, const char *extra, size_t
         z ^= z >> 31;
         json_object_set_new(o, "seed", json_integer((json_int_t)(z & 0x7fffffff)));
     }
-    int logprobs = judge ? JUDGE_TOP_K : (m->vocab ? 1 : 0);
+    /* Token ids of a generation: llama-server's native endpoint returns them (return_tokens),
+     * elsewhere they come with the per-token log-probabilities (which cost the server a softmax
+     * over the whole vocabulary per token). */
+    bool native = native_generate(m, judge);
+    int logprobs = judge ? JUDGE_TOP_K : (m->vocab && !native ? 1 : 0);
     if (logprobs) json_object_set_new(o, "logprobs", json_integer(logprobs));
+    if (native) json_object_set_new(o, "return_tokens", json_true());
     if (delim && *delim) json_object_set_new(o, "stop", json_pack("[s]", delim));
     if (m->llama_server) {
         json_object_set_new(o, "cache_prompt", json_true());
         json_object_set_new(o, "id_slot", json_integer(R->id_slot));
-        /* The in-process chain: temperature, then top-p; nothing else. */
-        json_object_set_new(o, "samplers", json_pack("[s,s]", "temperature", "top_p"));
-        json_object_set_new(o, "top_k", json_integer(0));
+        if (temp > 0) {
+            /* The in-process chain: temperature, then top-p; nothing else. */
+            json_object_set_new(o, "samplers", json_pack("[s,s]", "temperature", "top_p"));
+            json_object_set_new(o, "top_k", json_integer(0));
+        } else {
+            /* Greedy: the most likely token, without sorting the vocabulary (temperature 0 then
+             * top-p sorts all of it on every token). The judge's log-probabilities are read from
+             * the raw logits either way. */
+            json_object_set_new(o, "samplers", json_pack("[s]", "top_k"));
+            json_object_set_new(o, "top_k", json_integer(1));
+        }
         json_object_set_new(o, "min_p", json_real(0.0));
     } else if (m->vocab) {
         json_object_set_new(o, "return_tokens_as_token_ids", json_true()); /* vLLM */
@@ -635,7 +652,7 @@ static json_t *completion_request(struct lm_remote *R, const char *extra, size_t
 static enum sr_status parse_completion(struct lm_remote *R, struct sr_rp_completion *cp) {
     char perr[256];
     if (!sr_rp_parse_completion(R->c.resp.data, R->c.resp.len, cp, perr, sizeof perr))
-        return sr_lm_fail(&R->base, SR_ERR_BACKEND, "%s/v1/completions: bad response: %s", R->m->url, perr);
+        return sr_lm_fail(&R->base, SR_ERR_BACKEND, "%s: bad completion response: %s", R->m->url, perr);
     return SR_OK;
 }
 
@@ -646,6 +663,11 @@ static enum sr_status rm_generate(struct sr_lm *lm, const char *delim, int32_t m
     struct lm_remote *R = (struct lm_remote *)lm;
     size_t dlen = delim ? strlen(delim) : 0;
     out->n_tokens = 0;
+    /* Token log-probabilities are not read from the server's reply: report none (n_logprob 0),
+     * so the controller's confidence gate never skips the judge on a remote small model. */
+    out->n_logprob = 0;
+    out->logprob_min = 0.0f;
+    out->logprob_sum = 0.0;
     out->end = SR_GEN_MAX;
     if (max_tokens <= 0) return dlen ? add_text(R, delim, dlen, NULL) : SR_OK;
     if (R->text.len == 0) return sr_lm_fail(lm, SR_ERR_INTERNAL, "cannot generate from an empty context");
@@ -654,7 +676,7 @@ static enum sr_status rm_generate(struct sr_lm *lm, const char *delim, int32_t m
                           (long long)R->n_toks, (long long)R->m->n_ctx);
     if (aborted(lm)) return sr_lm_fail(lm, SR_ERR_ABORTED, "cancelled");
     json_t *o = completion_request(R, NULL, 0, NULL, 0, max_tokens, false, delim);
-    enum sr_status st = post_json(&R->c, "/v1/completions", o);
+    enum sr_status st = post_json(&R->c, native_generate(R->m, false) ? "/completion" : "/v1/completions", o);
     lm->n_decode++;
     if (st != SR_OK) return st;
     struct sr_rp_completion cp;

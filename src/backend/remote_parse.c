@@ -139,12 +139,58 @@ static bool parse_legacy_logprobs(const json_t *lp, struct sr_rp_completion *c, 
     return true;
 }
 
+/* llama-server's native /completion: {content, tokens:[ids], stop_type, tokens_predicted,
+ * tokens_evaluated, completion_probabilities?:[{id, token, logprob, top_logprobs}]} */
+static bool parse_native(const json_t *root, struct sr_rp_completion *c, char *err, size_t errlen) {
+    const json_t *text = json_object_get(root, "content");
+    if (!json_is_string(text)) { snprintf(err, errlen, "'content' is not a string"); return false; }
+    c->text_len = json_string_length(text);
+    c->text = malloc(c->text_len + 1);
+    if (!c->text) { snprintf(err, errlen, "out of memory"); return false; }
+    memcpy(c->text, json_string_value(text), c->text_len);
+    c->text[c->text_len] = '\0';
+    const json_t *stype = json_object_get(root, "stop_type");
+    if (json_is_string(stype)) {
+        const char *f = json_string_value(stype);
+        if (strcmp(f, "eos") == 0) c->finish = SR_RP_FINISH_STOP, c->stop_reason = SR_RP_SR_EOS;
+        else if (strcmp(f, "word") == 0) c->finish = SR_RP_FINISH_STOP, c->stop_reason = SR_RP_SR_STRING;
+        else if (strcmp(f, "limit") == 0) c->finish = SR_RP_FINISH_LENGTH;
+    }
+    const json_t *pt = json_object_get(root, "tokens_evaluated"), *ct = json_object_get(root, "tokens_predicted");
+    if (json_is_integer(pt) && json_integer_value(pt) >= 0) c->prompt_tokens = json_integer_value(pt);
+    if (json_is_integer(ct) && json_integer_value(ct) >= 0) c->completion_tokens = json_integer_value(ct);
+    const json_t *probs = json_object_get(root, "completion_probabilities");
+    if (json_is_array(probs)) {
+        if (!parse_llama_logprobs(probs, c, err, errlen)) return false;
+        c->has_logprobs = true;
+        return true;
+    }
+    const json_t *toks = json_object_get(root, "tokens");
+    if (json_is_array(toks)) {
+        size_t cap = 0;
+        c->ids_known = true;
+        for (size_t i = 0; i < json_array_size(toks); i++) {
+            int32_t id = -1;
+            if (!json_int32(json_array_get(toks, i), &id) || id < 0) { id = -1; c->ids_known = false; }
+            if (!push_id(c, &cap, id)) { snprintf(err, errlen, "out of memory"); return false; }
+        }
+    } else if (toks && !json_is_null(toks)) {
+        snprintf(err, errlen, "'tokens' is not an array");
+        return false;
+    }
+    return true;
+}
+
 bool sr_rp_parse_completion(const char *body, size_t len, struct sr_rp_completion *c, char *err, size_t errlen) {
     memset(c, 0, sizeof *c);
     c->prompt_tokens = c->completion_tokens = -1;
     json_t *root = load(body, len, err, errlen);
     if (!root) return false;
     bool ok = false;
+    if (json_is_object(root) && !json_object_get(root, "choices") && json_object_get(root, "content")) {
+        ok = parse_native(root, c, err, errlen);
+        goto done;
+    }
     const json_t *choices = json_object_get(root, "choices");
     const json_t *ch = json_array_get(choices, 0);
     if (!json_is_object(ch)) {

@@ -46,7 +46,8 @@ struct sr_rp_completion {
     int n_top;
 };
 
-/* Parses a /v1/completions response body. On failure returns false with a message in err. */
+/* Parses a /v1/completions response body, or llama-server's native /completion one (content,
+ * tokens, stop_type; ids from `tokens`). On failure returns false with a message in err. */
 bool sr_rp_parse_completion(const char *body, size_t len, struct sr_rp_completion *out, char *err, size_t errlen);
 void sr_rp_completion_free(struct sr_rp_completion *c);
 

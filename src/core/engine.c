@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "controller.h"
 #include "internal.h"
 #include "result_json.h"
 
@@ -15,6 +16,7 @@ struct sr_engine {
     struct sr_llama_model *base;
     struct sr_remote_model *small_remote;
     struct sr_remote_model *base_remote;
+    struct sr_ctl_shared *ctl; /* the controller's model of this pair, shared by its sessions */
 };
 
 struct sr_session {
@@ -65,6 +67,11 @@ enum sr_status sr_engine_init(const struct sr_engine_params *p, struct sr_engine
         return sr_seterr(err, SR_ERR_INVALID_ARG, "no model path or URL given");
     struct sr_engine *e = calloc(1, sizeof *e);
     if (!e) return sr_seterr(err, SR_ERR_NOMEM, "out of memory");
+    e->ctl = sr_ctl_shared_new();
+    if (!e->ctl) {
+        free(e);
+        return sr_seterr(err, SR_ERR_NOMEM, "out of memory");
+    }
     enum sr_status st = load_model(&p->small, "small", &e->small, &e->small_remote, err);
     if (st == SR_OK) st = load_model(&p->base, "base", &e->base, &e->base_remote, err);
     if (st == SR_OK && (p->n_parallel < 0 || p->n_parallel > 256))
@@ -87,6 +94,7 @@ void sr_engine_free(struct sr_engine *e) {
     sr_llama_model_free(e->base);
     sr_remote_model_free(e->small_remote);
     sr_remote_model_free(e->base_remote);
+    sr_ctl_shared_free(e->ctl);
     free(e);
 }
 
@@ -175,7 +183,7 @@ enum sr_status sr_session_run(struct sr_session *s, const char *problem, const s
     s->errmsg[0] = '\0';
     struct http_snap h0 = snap(s);
     arm_abort(s, params);
-    enum sr_status st = sr_loop_run(s->small, s->base, problem, params, out, s->errmsg, sizeof s->errmsg);
+    enum sr_status st = sr_loop_run_shared(s->small, s->base, problem, params, s->engine->ctl, out, s->errmsg, sizeof s->errmsg);
     arm_abort(s, NULL);
     if (st == SR_OK && *out) add_http_stats(&(*out)->stats, &h0, s);
     return st;
@@ -201,7 +209,7 @@ enum sr_status sr_session_run_chat(struct sr_session *s, const struct sr_message
     }
     struct http_snap h0 = snap(s);
     arm_abort(s, params);
-    enum sr_status st = sr_loop_run_chat(s->small, s->base, cm, n, params, out, s->errmsg, sizeof s->errmsg);
+    enum sr_status st = sr_loop_run_chat_shared(s->small, s->base, cm, n, params, s->engine->ctl, out, s->errmsg, sizeof s->errmsg);
     arm_abort(s, NULL);
     if (st == SR_OK && *out) add_http_stats(&(*out)->stats, &h0, s);
     free(cm);
@@ -288,6 +296,37 @@ void sr_stats_to_json(struct sr_buf *b, const struct sr_stats *S) {
     kv_num(b, "http_bytes_base", (double)S->n_http_bytes_base, &f);
     kv_num(b, "t_http_small_ms", S->t_http_small_ms, &f);
     kv_num(b, "t_http_base_ms", S->t_http_base_ms, &f);
+    kv_num(b, "ctl_spec", S->n_ctl_spec, &f);
+    kv_num(b, "ctl_base", S->n_ctl_base, &f);
+    kv_num(b, "ctl_probes", S->n_ctl_probes, &f);
+    kv_num(b, "unjudged", S->n_unjudged, &f);
+    kv_num(b, "audits", S->n_audits, &f);
+    kv_num(b, "audit_disagree", S->n_audit_disagree, &f);
+    kv_num(b, "catchup_tokens", (double)S->n_catchup_tokens, &f);
+    kv_num(b, "t_catchup_ms", S->t_catchup_ms, &f);
+    kv_num(b, "pipe_started", S->n_pipe_started, &f);
+    kv_num(b, "pipe_used", S->n_pipe_used, &f);
+    kv_num(b, "pipe_discarded", S->n_pipe_discarded, &f);
+    kv_num(b, "t_pipe_draft_ms", S->t_pipe_draft_ms, &f);
+    kv_num(b, "t_pipe_wait_ms", S->t_pipe_wait_ms, &f);
+    kv_num(b, "t_pipe_hidden_ms", S->t_pipe_hidden_ms, &f);
+    key(b, "ctl_model", &f);
+    {
+        bool g = true;
+        sr_buf_puts(b, "{");
+        kv_num(b, "small_tok_ms", S->ctl_small_tok_ms, &g);
+        kv_num(b, "base_tok_ms", S->ctl_base_tok_ms, &g);
+        kv_num(b, "judge_tok_ms", S->ctl_judge_tok_ms, &g);
+        kv_num(b, "catchup_tok_ms", S->ctl_catchup_tok_ms, &g);
+        kv_num(b, "sync_tok_ms", S->ctl_sync_tok_ms, &g);
+        kv_num(b, "step_tokens", S->ctl_step_tokens, &g);
+        kv_num(b, "acceptance", S->ctl_acceptance, &g);
+        kv_num(b, "gate_level", S->ctl_gate_level, &g);
+        kv_num(b, "skip_rate", S->ctl_skip_rate, &g);
+        kv_num(b, "predicted_speedup", S->ctl_predicted_speedup, &g);
+        kv_num(b, "measured_speedup", S->ctl_measured_speedup, &g);
+        sr_buf_puts(b, "}");
+    }
     sr_buf_puts(b, "}");
 }
 
@@ -304,6 +343,8 @@ char *sr_result_to_json(const struct sr_result *r, const struct sr_run_params *p
         kv_num(&b, "seed", (double)p->seed, &f);
         key(&b, "spec_decode", &f);
         sr_buf_puts(&b, p->spec_decode ? "true" : "false");
+        kv_str(&b, "policy", sr_policy_str(p->policy), &f);
+        kv_str(&b, "pipeline", sr_pipeline_str(p->pipeline), &f);
     }
     kv_str(&b, "text", r->text, &f);
     kv_str(&b, "answer", r->answer, &f);
@@ -329,6 +370,12 @@ char *sr_result_to_json(const struct sr_result *r, const struct sr_run_params *p
         kv_num(&b, "t_judge_ms", s->t_judge_ms, &g);
         kv_num(&b, "t_base_ms", s->t_base_ms, &g);
         kv_num(&b, "t_sync_ms", s->t_sync_ms, &g);
+        kv_str(&b, "ctl", sr_ctl_reason_str(s->ctl_reason), &g);
+        kv_str(&b, "gate", sr_ctl_gate_str(s->ctl_gate), &g);
+        kv_num(&b, "e_spec_ms", s->ctl_e_spec_ms, &g);
+        kv_num(&b, "e_base_ms", s->ctl_e_base_ms, &g);
+        kv_num(&b, "conf_min", s->conf_min, &g);
+        kv_num(&b, "conf_mean", s->conf_mean, &g);
         sr_buf_puts(&b, "}");
     }
     sr_buf_puts(&b, "]");

@@ -80,3 +80,42 @@ void sr_log(enum sr_log_level level, const char *fmt, ...) {
     va_end(ap);
     g_log_fn(level, msg, g_log_user);
 }
+
+const char *sr_policy_str(enum sr_policy p) {
+    switch (p) {
+    case SR_POLICY_AUTO: return "auto";
+    case SR_POLICY_ALWAYS: return "always";
+    case SR_POLICY_NEVER: return "never";
+    }
+    return "?";
+}
+
+const char *sr_pipeline_str(enum sr_pipeline p) {
+    switch (p) {
+    case SR_PIPE_AUTO: return "auto";
+    case SR_PIPE_ON: return "on";
+    case SR_PIPE_OFF: return "off";
+    }
+    return "?";
+}
+
+const char *sr_ctl_reason_str(enum sr_ctl_reason r) {
+    switch (r) {
+    case SR_CTL_FIXED: return "fixed";
+    case SR_CTL_WARMUP: return "warmup";
+    case SR_CTL_CHEAPER: return "cheaper";
+    case SR_CTL_BASE: return "base";
+    case SR_CTL_PROBE: return "probe";
+    }
+    return "?";
+}
+
+const char *sr_ctl_gate_str(enum sr_ctl_gate g) {
+    switch (g) {
+    case SR_GATE_NONE: return "none";
+    case SR_GATE_JUDGED: return "judged";
+    case SR_GATE_SKIPPED: return "skipped";
+    case SR_GATE_AUDIT: return "audit";
+    }
+    return "?";
+}

@@ -29,6 +29,12 @@ struct sr_gen_out {
     struct sr_buf text;  /* generated text, without the delimiter; appended to */
     int32_t n_tokens;    /* tokens sampled (the EOG token not counted) */
     enum sr_gen_end end;
+    /* The model's own confidence in what it wrote: log-probabilities (temperature 1, the raw
+     * logits) of the sampled tokens, the EOG token not counted, when lm->want_logprob is set
+     * (a pass over the vocabulary per token). n_logprob = 0: not reported. */
+    int32_t n_logprob;
+    float logprob_min;
+    double logprob_sum;
 };
 
 struct sr_judge_out {
@@ -116,6 +122,8 @@ struct sr_lm {
     int64_t t_http_us;    /* time inside HTTP requests */
     bool (*abort_fn)(void *user); /* polled before each forward pass; true = fail with SR_ERR_ABORTED */
     void *abort_user;
+    bool want_logprob;    /* generate reports token log-probabilities (sr_gen_out.n_logprob) */
+    int32_t n_threads;    /* CPU threads its calls use (the most of decode and prefill); 0 = unknown */
 };
 
 enum sr_status sr_lm_fail(struct sr_lm *lm, enum sr_status st, const char *fmt, ...)
@@ -160,6 +168,16 @@ enum sr_status sr_loop_run(struct sr_lm *small, struct sr_lm *base, const char *
 enum sr_status sr_loop_run_chat(struct sr_lm *small, struct sr_lm *base, const struct sr_chat_msg *msgs, size_t n_msgs,
                                 const struct sr_run_params *params, struct sr_result **out, char *errbuf,
                                 size_t errlen);
+/* The same, with a controller model shared across runs (policy auto; NULL = this run only). */
+struct sr_ctl_shared;
+enum sr_status sr_loop_run_shared(struct sr_lm *small, struct sr_lm *base, const char *problem,
+                                  const struct sr_run_params *params, struct sr_ctl_shared *shared,
+                                  struct sr_result **out, char *errbuf, size_t errlen);
+/* The key of a controller model for these parameters (the judge settings its gate depends on). */
+uint64_t sr_loop_ctl_key(const struct sr_run_params *params);
+enum sr_status sr_loop_run_chat_shared(struct sr_lm *small, struct sr_lm *base, const struct sr_chat_msg *msgs,
+                                       size_t n_msgs, const struct sr_run_params *params, struct sr_ctl_shared *shared,
+                                       struct sr_result **out, char *errbuf, size_t errlen);
 
 /* ---- llama_backend.c ------------------------------------------------------------------------ */
 

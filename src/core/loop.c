@@ -23,6 +23,10 @@
  * then thinking has ended and the base model writes the answer (SR_ANSWER_BASE, answer_phase) or
  * the loop goes on (SR_ANSWER_LOOP).
  *
+ * Pipelining (issue 17, pipeline.h): judge starts the next draft ahead on a second thread
+ * (draft_ahead); the small model is then a proxy whose next generate returns that draft and whose
+ * other operations throw it away first, so the stages above read the same with or without it.
+ *
  * Invariant: after each adopted step both models' contexts hold exactly
  *   prefix + step_1 + delim + ... + step_k + delim
  * (each model's own prefix), so nothing is ever prefilled twice.
@@ -32,7 +36,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "controller.h"
 #include "internal.h"
+#include "pipeline.h"
 
 struct sr_run_params sr_run_default_params(void) {
     struct sr_run_params p;
@@ -55,6 +61,10 @@ struct sr_run_params sr_run_default_params(void) {
     p.draft_max = 8;
     p.draft_min = 0;
     p.draft_p_min = 0.5f;
+    p.policy = SR_POLICY_AUTO;
+    p.ctl_precision = 0.97f;
+    p.ctl_audit = 0.1f;
+    p.ctl_probe_max = 64;
     return p;
 }
 
@@ -90,6 +100,16 @@ enum sr_status sr_run_params_check(const struct sr_run_params *p, struct sr_erro
         return sr_seterr(err, SR_ERR_INVALID_ARG, "draft_min must be in [0, draft_max]");
     if (!(p->draft_p_min >= 0.0f && p->draft_p_min <= 1.0f))
         return sr_seterr(err, SR_ERR_INVALID_ARG, "draft_p_min must be in [0, 1]");
+    if (p->policy != SR_POLICY_AUTO && p->policy != SR_POLICY_ALWAYS && p->policy != SR_POLICY_NEVER)
+        return sr_seterr(err, SR_ERR_INVALID_ARG, "policy must be auto, always or never");
+    if (!(p->ctl_precision > 0.0f && p->ctl_precision <= 1.0f))
+        return sr_seterr(err, SR_ERR_INVALID_ARG, "ctl_precision must be in (0, 1]");
+    if (!(p->ctl_audit >= 0.0f && p->ctl_audit <= 1.0f))
+        return sr_seterr(err, SR_ERR_INVALID_ARG, "ctl_audit must be in [0, 1]");
+    if (p->pipeline != SR_PIPE_AUTO && p->pipeline != SR_PIPE_ON && p->pipeline != SR_PIPE_OFF)
+        return sr_seterr(err, SR_ERR_INVALID_ARG, "pipeline must be auto, on or off");
+    if (p->ctl_probe_max < 1 || p->ctl_probe_max > 65536)
+        return sr_seterr(err, SR_ERR_INVALID_ARG, "ctl_probe_max must be in [1, 65536]");
     enum sr_status st = check_sampling(&p->small, "small", err);
     if (st != SR_OK) return st;
     return check_sampling(&p->base, "base", err);
@@ -113,6 +133,16 @@ struct run {
     struct sr_sd_stats sd;
     int64_t t_start_us;
     int64_t b0_small, b0_base, d0_small, d0_base; /* backend time and decode counters at the start */
+    bool use_ctl;          /* policy auto: the controller decides (else: speculate and judge) */
+    struct sr_ctl ctl;
+    /* Policy auto lets a model lag behind the adopted text while it is not needed: the base
+     * model after unjudged steps, the small model while the base model writes. It gets the text
+     * in one prefill before its next use (catch_up). */
+    struct sr_buf owed_base, owed_small;
+    /* Pipelined speculation: the small model is driven through the pipeline's proxy, which
+     * drafts the next step while a step is judged (draft_ahead). */
+    bool piped;
+    struct sr_pipe pipe;
 };
 
 /* What one step produces, filled in stage by stage. */
@@ -129,6 +159,13 @@ struct step {
     bool keep_draft;     /* the rejected draft is kept in the step record */
     const char *tail;    /* what follows the step in the result text (the delimiter) */
     size_t tlen;
+    /* the controller (policy auto) */
+    struct sr_ctl_step cs;          /* its decisions and why */
+    bool drafted, judged, verdict;  /* what happened, for its cost model */
+    bool unjudged;                  /* accepted without a judge call: the base model lags */
+    bool small_lags;                /* the base model wrote and the small model did not follow */
+    int32_t n_judge_tok, n_suffix_tok, sync_n, catch_n;
+    double sync_ms, catch_ms;       /* small model adopting base text; base model catching up */
 };
 
 static enum sr_status fail(struct run *r, struct sr_lm *lm, enum sr_status st, const char *what) {
@@ -224,15 +261,71 @@ static enum sr_status base_write(struct run *r, const char *delim, int32_t max_t
     return SR_OK;
 }
 
-/* Whether step idx is speculated (small drafts, base judges) rather than written directly. */
-static bool speculate(const struct run *r, int32_t idx) {
-    return r->p->mode == SR_MODE_SPEC && idx >= r->p->first_n_base;
+/* Gives a model the adopted text it has not seen yet, in one prefill; adds tokens and ms. */
+static enum sr_status catch_up(struct sr_lm *lm, struct sr_buf *owed, int32_t *n, double *ms) {
+    if (!owed->len) return SR_OK;
+    if (owed->oom) return sr_lm_fail(lm, SR_ERR_NOMEM, "out of memory");
+    int64_t t0 = sr_time_us();
+    int32_t k = 0;
+    enum sr_status st = lm->ops->append(lm, owed->data, owed->len, &k);
+    *ms += ms_since(t0);
+    *n += k;
+    sr_buf_clear(owed);
+    return st;
+}
+
+/* The base model catches up before it judges or writes; w->mb0 is its mark afterwards. */
+static enum sr_status base_catch_up(struct run *r, struct step *w) {
+    int32_t n = 0;
+    double ms = 0;
+    enum sr_status st = catch_up(r->base, &r->owed_base, &n, &ms);
+    w->catch_n += n;
+    w->catch_ms += ms;
+    r->res->stats.n_catchup_tokens += n;
+    r->res->stats.t_catchup_ms += ms;
+    if (st != SR_OK) return fail(r, r->base, st, "base model catching up");
+    w->mb0 = r->base->ops->mark(r->base);
+    return SR_OK;
+}
+
+/* The small model catches up before it drafts; w->ms0 is its mark afterwards. */
+static enum sr_status small_catch_up(struct run *r, struct step *w) {
+    int32_t n = 0;
+    double ms = 0;
+    enum sr_status st = catch_up(r->small, &r->owed_small, &n, &ms);
+    w->sync_n += n;
+    w->sync_ms += ms;
+    w->t_sync += ms;
+    r->res->stats.n_sync_tokens += n;
+    if (st != SR_OK) return fail(r, r->small, st, "small model catching up");
+    w->ms0 = r->small->ops->mark(r->small);
+    return SR_OK;
+}
+
+/* Decision 1: is step idx speculated (small drafts, base judges) rather than written directly?
+ * Policy always: every step after the first N; policy auto: the controller's choice. */
+static bool want_draft(struct run *r, struct step *w) {
+    w->cs.conf_min = w->cs.conf_mean = NAN;
+    if (r->p->mode != SR_MODE_SPEC || w->idx < r->p->first_n_base) return false;
+    w->drafted = r->use_ctl ? sr_ctl_draft(&r->ctl, &w->cs) : true;
+    return w->drafted;
+}
+
+/* Decision 2: is the draft judged? Policy always: yes; policy auto: unless the small model's
+ * confidence is at or above the gate's calibrated level (and it is not sampled for an audit). */
+static bool want_judge(struct run *r, struct step *w) {
+    const struct sr_gen_out *d = &w->d;
+    w->cs.conf_min = d->n_logprob ? d->logprob_min : NAN;
+    w->cs.conf_mean = d->n_logprob ? (float)(d->logprob_sum / d->n_logprob) : NAN;
+    return r->use_ctl ? sr_ctl_judge(&r->ctl, w->cs.conf_min, w->cs.conf_mean, &w->cs) : true;
 }
 
 /* Draft: the small model writes a candidate step. */
 static enum sr_status draft(struct run *r, struct step *w) {
+    enum sr_status st = small_catch_up(r, w);
+    if (st != SR_OK) return st;
     int64_t t0 = sr_time_us();
-    enum sr_status st = r->small->ops->generate(r->small, r->delim, r->p->max_step_tokens, &w->d);
+    st = r->small->ops->generate(r->small, r->delim, r->p->max_step_tokens, &w->d);
     w->t_draft = ms_since(t0);
     if (st != SR_OK) return fail(r, r->small, st, "small model drafting");
     w->n_draft = w->d.n_tokens;
@@ -243,23 +336,47 @@ static enum sr_status draft(struct run *r, struct step *w) {
     return SR_OK;
 }
 
+/* Pipelining: while the base model judges this draft, the small model drafts the next step as if
+ * this one were accepted, unless the step would end or change the run (an answer marker,
+ * "</think>", the budget, a repeat) or acceptance is too low to bet on. Rejection, or any other
+ * use of the small model, throws the draft away (pipeline.h). */
+static void draft_ahead(struct run *r, const struct step *w) {
+    if (!r->piped || r->cancelled) return;
+    const struct sr_stats *S = &r->res->stats;
+    const char *d = w->d.text.data ? w->d.text.data : "";
+    size_t n = r->res->n_steps;
+    if (has_marker(d) || strstr(d, "</think>") || S->n_adopted_tokens + w->d.n_tokens >= r->p->token_budget ||
+        (n >= 2 && strcmp(r->res->steps[n - 1].text, d) == 0))
+        return;
+    double p_accept = r->use_ctl ? sr_ctl_acceptance(&r->ctl)
+                                 : (S->n_steps_small - S->n_unjudged + 1.4) / (S->n_judged + 2.0); /* prior 0.7 */
+    if (sr_pipe_worth(r->p->pipeline, p_accept)) sr_pipe_ahead(&r->pipe, r->delim, r->p->max_step_tokens);
+}
+
 /* Judge: the base model prefills candidate + delimiter + judge suffix in one pass and reads a
  * score; *accepted = score >= threshold. */
 static enum sr_status judge(struct run *r, struct step *w, bool *accepted) {
     const struct sr_run_params *p = r->p;
     struct sr_stats *S = &r->res->stats;
+    draft_ahead(r, w);
     struct sr_buf cand = {0};
     sr_buf_append(&cand, w->d.text.data ? w->d.text.data : "", w->d.text.len);
     sr_buf_append(&cand, r->delim, r->dlen);
     if (cand.oom) { sr_buf_free(&cand); return fail(r, NULL, SR_ERR_NOMEM, "out of memory"); }
+    enum sr_status st = base_catch_up(r, w);
+    if (st != SR_OK) { sr_buf_free(&cand); return st; }
     struct sr_judge_out j;
     int64_t t0 = sr_time_us();
-    enum sr_status st = r->base->ops->judge(r->base, cand.data, cand.len, r->suffix.data, r->suffix.len, &j);
+    st = r->base->ops->judge(r->base, cand.data, cand.len, r->suffix.data, r->suffix.len, &j);
     w->t_judge = ms_since(t0);
     sr_buf_free(&cand);
     if (st != SR_OK) return fail(r, r->base, st, "base model judging");
     w->score = judge_score(p, &j);
     *accepted = w->score >= p->threshold;
+    w->judged = true;
+    w->verdict = *accepted;
+    w->n_judge_tok = j.n_cand_tokens;
+    w->n_suffix_tok = j.n_suffix_tokens;
     S->n_judged++;
     S->n_judge_tokens += j.n_cand_tokens + j.n_suffix_tokens;
     int hb = (int)floorf(w->score);
@@ -271,12 +388,19 @@ static enum sr_status judge(struct run *r, struct step *w, bool *accepted) {
     return SR_OK;
 }
 
-/* Adopt: an accepted draft becomes the step (both models already hold it). */
+/* Adopt: an accepted draft becomes the step (both models already hold it, except after an
+ * unjudged acceptance: then the base model gets it when it is next needed). */
 static void adopt_draft(struct step *w) {
     w->author = SR_AUTHOR_SMALL;
     w->n_tok = w->d.n_tokens;
     w->g = w->d;
     memset(&w->d, 0, sizeof w->d);
+}
+
+static void adopt_unjudged(struct run *r, struct step *w) {
+    w->unjudged = true;
+    r->res->stats.n_unjudged++;
+    adopt_draft(w);
 }
 
 /* The small model adopts a step the base model wrote: it appends the step and the delimiter. */
@@ -289,7 +413,10 @@ static enum sr_status small_adopts_base_step(struct run *r, struct step *w) {
     enum sr_status st = b.oom ? SR_ERR_NOMEM : r->small->ops->append(r->small, b.data, b.len, &ns);
     r->res->stats.n_sync_tokens += ns;
     sr_buf_free(&b);
-    w->t_sync += ms_since(t0);
+    double ms = ms_since(t0);
+    w->t_sync += ms;
+    w->sync_n += ns;
+    w->sync_ms += ms;
     if (st != SR_OK) return fail(r, r->small, st, "small model adopting the base step");
     return SR_OK;
 }
@@ -316,12 +443,19 @@ static enum sr_status rewrite_rejected(struct run *r, struct step *w) {
     return small_adopts_base_step(r, w);
 }
 
-/* Write: a step without speculation (mode base or small, or one of the first N steps). */
+/* Write: a step without speculation (mode base or small, one of the first N steps, or the
+ * controller's choice). Under policy auto the small model does not follow: it catches up when it
+ * next drafts (unless it drafts tokens for the base model, spec_decode). */
 static enum sr_status write_direct(struct run *r, struct step *w) {
     const struct sr_run_params *p = r->p;
     struct sr_lm *writer = p->mode == SR_MODE_SMALL ? r->small : r->base;
+    bool small_defer = r->use_ctl && !r->drafter;
+    enum sr_status st = SR_OK;
+    if (writer == r->base) st = base_catch_up(r, w);
+    if (st == SR_OK && r->small && !small_defer) st = small_catch_up(r, w);
+    if (st != SR_OK) return st;
     int64_t t0 = sr_time_us();
-    enum sr_status st = writer == r->base ? base_write(r, r->delim, p->max_step_tokens, w->ms0, &w->g)
+    st = writer == r->base ? base_write(r, r->delim, p->max_step_tokens, w->ms0, &w->g)
                                           : writer->ops->generate(writer, r->delim, p->max_step_tokens, &w->g);
     double t = ms_since(t0);
     if (st != SR_OK) return fail(r, writer, st, "writing a step");
@@ -333,8 +467,9 @@ static enum sr_status write_direct(struct run *r, struct step *w) {
         w->author = SR_AUTHOR_BASE_FORCED;
         w->t_base = t;
     }
-    /* The small model follows (spec, or the drafter in mode base). */
-    if (p->mode != SR_MODE_SMALL && r->small) return small_adopts_base_step(r, w);
+    /* The small model follows (spec, or the drafter in mode base), or lags (policy auto). */
+    if (p->mode != SR_MODE_SMALL && r->small && small_defer) w->small_lags = true;
+    else if (p->mode != SR_MODE_SMALL && r->small) return small_adopts_base_step(r, w);
     return SR_OK;
 }
 
@@ -358,12 +493,12 @@ static enum sr_status think_end(struct run *r, struct step *w, bool *think_ended
     int64_t t0 = sr_time_us();
     int32_t nt = 0;
     enum sr_status st;
-    if (r->small) {
+    if (r->small && !w->small_lags) { /* a lagging model gets the adopted text when it catches up */
         st = rewrite(r->small, w->ms0, w->g.text.data, w->g.text.len, w->tail, w->tlen, &nt);
         if (st != SR_OK) return fail(r, r->small, st, "rewriting a step");
         if (w->author == SR_AUTHOR_SMALL || w->author == SR_AUTHOR_SMALL_ONLY) w->n_tok = nt;
     }
-    if (r->base) {
+    if (r->base && !w->unjudged) {
         st = rewrite(r->base, w->mb0, w->g.text.data, w->g.text.len, w->tail, w->tlen, &nt);
         if (st != SR_OK) return fail(r, r->base, st, "rewriting a step");
         if (w->author == SR_AUTHOR_BASE_REJECT || w->author == SR_AUTHOR_BASE_FORCED) w->n_tok = nt;
@@ -385,7 +520,13 @@ static enum sr_status record_step(struct run *r, struct step *w, struct sr_step 
     s->t_draft_ms = w->t_draft;
     s->t_judge_ms = w->t_judge;
     s->t_base_ms = w->t_base;
-    s->t_sync_ms = w->t_sync;
+    s->t_sync_ms = w->t_sync + w->catch_ms;
+    s->ctl_reason = w->cs.reason;
+    s->ctl_gate = w->cs.gate;
+    s->ctl_e_spec_ms = w->cs.e_spec_ms;
+    s->ctl_e_base_ms = w->cs.e_base_ms;
+    s->conf_min = w->cs.conf_min;
+    s->conf_mean = w->cs.conf_mean;
     s->text = sr_buf_take(&w->g.text);
     if (w->keep_draft) s->draft = sr_buf_take(&w->d.text);
     if (!s->text || (w->keep_draft && !s->draft)) return fail(r, NULL, SR_ERR_NOMEM, "out of memory");
@@ -401,15 +542,37 @@ static enum sr_status record_step(struct run *r, struct step *w, struct sr_step 
     S->t_small_ms += w->t_draft;
     S->t_judge_ms += w->t_judge;
     S->t_base_ms += w->t_base;
-    S->t_sync_ms += w->t_sync;
+    S->t_sync_ms += s->t_sync_ms;
     sr_buf_puts(&r->text, s->text);
     sr_buf_append(&r->text, w->tail, w->tlen);
+    /* A model that lags is owed the adopted step. */
+    struct sr_buf *owed[2] = {w->unjudged ? &r->owed_base : NULL, w->small_lags ? &r->owed_small : NULL};
+    for (int i = 0; i < 2; i++) {
+        if (!owed[i]) continue;
+        sr_buf_puts(owed[i], s->text);
+        sr_buf_append(owed[i], w->tail, w->tlen);
+    }
     *out = s;
     return SR_OK;
 }
 
-/* One step: draft and judge, then adopt or rewrite; or write directly. Sets *think_ended when
- * thinking ended inside it (SR_ANSWER_BASE), *marker when it holds an answer marker. */
+/* Observe: the controller learns from what the step cost. */
+static void observe(struct run *r, const struct step *w) {
+    if (!r->use_ctl) return;
+    double t_step = w->t_draft + w->t_judge + w->t_base + w->t_sync + w->catch_ms;
+    struct sr_ctl_obs o = {.speculated = w->drafted, .judged = w->judged, .accepted = w->verdict,
+                           .conf_min = w->cs.conf_min, .n_draft = w->n_draft, .t_draft_ms = w->t_draft,
+                           .n_judge_tokens = w->n_judge_tok, .n_suffix_tokens = w->n_suffix_tok,
+                           .t_judge_ms = w->t_judge, .n_base = w->author == SR_AUTHOR_BASE_REJECT ||
+                           w->author == SR_AUTHOR_BASE_FORCED ? w->n_tok : 0, .t_base_ms = w->t_base,
+                           .n_sync = w->sync_n, .t_sync_ms = w->sync_ms, .n_catchup = w->catch_n,
+                           .t_catchup_ms = w->catch_ms, .n_step = w->n_tok, .t_step_ms = t_step};
+    sr_ctl_observe(&r->ctl, &w->cs, &o);
+}
+
+/* One step: draft and judge, then adopt or rewrite; or write directly. The two decisions (draft
+ * or not, judge or not) are the controller's under policy auto. Sets *think_ended when thinking
+ * ended inside it (SR_ANSWER_BASE), *marker when it holds an answer marker. */
 static enum sr_status do_step(struct run *r, int32_t idx, bool *think_ended, bool *marker, struct sr_step **out) {
     struct step w;
     memset(&w, 0, sizeof w);
@@ -420,19 +583,24 @@ static enum sr_status do_step(struct run *r, int32_t idx, bool *think_ended, boo
     w.tail = r->delim;
     w.tlen = r->dlen;
     enum sr_status st;
-    if (speculate(r, idx)) {
+    if (want_draft(r, &w)) {
         bool accepted = false;
         st = draft(r, &w);
-        if (st == SR_OK) st = judge(r, &w, &accepted);
-        if (st == SR_OK) {
-            if (accepted) adopt_draft(&w);
-            else st = rewrite_rejected(r, &w);
+        if (st == SR_OK && !want_judge(r, &w)) {
+            adopt_unjudged(r, &w);
+        } else if (st == SR_OK) {
+            st = judge(r, &w, &accepted);
+            if (st == SR_OK) {
+                if (accepted) adopt_draft(&w);
+                else st = rewrite_rejected(r, &w);
+            }
         }
     } else {
         st = write_direct(r, &w);
     }
     if (st == SR_OK) st = think_end(r, &w, think_ended, marker);
     if (st == SR_OK) st = record_step(r, &w, out);
+    if (st == SR_OK) observe(r, &w);
     sr_buf_free(&w.g.text);
     sr_buf_free(&w.d.text);
     return st;
@@ -449,12 +617,14 @@ static enum sr_status check_run(struct sr_lm *small, struct sr_lm *base, const c
         return SR_ERR_INVALID_ARG;
     }
     if (!problem) { snprintf(errbuf, errlen, "no problem text"); return SR_ERR_INVALID_ARG; }
-    if ((p->mode != SR_MODE_SMALL && !base) || (p->mode != SR_MODE_BASE && !small)) {
+    /* policy never is mode base exactly: it needs no small model */
+    enum sr_mode mode = p->mode == SR_MODE_SPEC && p->policy == SR_POLICY_NEVER ? SR_MODE_BASE : p->mode;
+    if ((mode != SR_MODE_SMALL && !base) || (mode != SR_MODE_BASE && !small)) {
         snprintf(errbuf, errlen, "mode %s needs the %s model, which is not loaded", sr_mode_str(p->mode),
-                 !base && p->mode != SR_MODE_SMALL ? "base" : "small");
+                 !base && mode != SR_MODE_SMALL ? "base" : "small");
         return SR_ERR_INVALID_ARG;
     }
-    *use_sd = p->spec_decode && p->mode != SR_MODE_SMALL;
+    *use_sd = p->spec_decode && mode != SR_MODE_SMALL;
     if (!*use_sd) return SR_OK;
     if (!small || !base) {
         snprintf(errbuf, errlen, "token-level speculative decoding needs both models loaded");
@@ -570,15 +740,24 @@ static enum sr_status answer_phase(struct run *r, enum sr_stop_reason *stop) {
     struct sr_gen_out g = {0};
     int64_t t0 = sr_time_us();
     int64_t dm = r->drafter && w == r->base ? r->drafter->ops->mark(r->drafter) : 0;
+    struct step cu = {.mb0 = -1}; /* the base model catching up on unjudged steps */
     enum sr_status st = SR_OK;
     if (p->max_answer_tokens <= 0) st = SR_OK;
+    else if (w == r->base && (st = base_catch_up(r, &cu)) != SR_OK) return st;
     else if (w == r->base) st = base_write(r, NULL, p->max_answer_tokens, dm, &g);
     else st = w->ops->generate(w, NULL, p->max_answer_tokens, &g);
-    double t = ms_since(t0);
+    double t = ms_since(t0) - cu.catch_ms;
     bool full = st == SR_ERR_CONTEXT_FULL; /* keep the answer written so far */
     if (st != SR_OK && !full) { sr_buf_free(&g.text); return fail(r, w, st, "writing the answer"); }
     if (w == r->base) S->t_base_ms += t;
     else S->t_small_ms += t;
+    S->t_sync_ms += cu.catch_ms;
+    if (w == r->base && r->use_ctl) { /* the base model's decoding cost, measured on the answer */
+        struct sr_ctl_step cs0 = {.reason = SR_CTL_FIXED, .conf_min = NAN, .conf_mean = NAN};
+        struct sr_ctl_obs o = {.conf_min = NAN, .n_base = g.n_tokens, .t_base_ms = t, .n_catchup = cu.catch_n,
+                               .t_catchup_ms = cu.catch_ms};
+        sr_ctl_observe(&r->ctl, &cs0, &o);
+    }
     S->n_answer_tokens = g.n_tokens;
     sr_buf_append(&r->text, g.text.data ? g.text.data : "", g.text.len);
     struct sr_event ev = {.type = SR_EVENT_ANSWER, .step = (int32_t)r->res->n_steps, .text = g.text.data ? g.text.data : "",
@@ -617,8 +796,11 @@ static void finish_stats(struct run *r) {
     S->n_decode_small = small ? small->n_decode - r->d0_small : 0;
     S->n_decode_base = base ? base->n_decode - r->d0_base : 0;
     S->t_other_ms = S->t_total_ms - S->t_small_ms - S->t_judge_ms - S->t_base_ms - S->t_sync_ms - S->t_prompt_ms;
-    S->acceptance = S->n_judged ? (double)S->n_steps_small / S->n_judged : 0.0;
+    /* Judged drafts only: unjudged acceptances (policy auto) are counted apart. */
+    S->acceptance = S->n_judged ? (double)(S->n_steps_small - S->n_unjudged) / S->n_judged : 0.0;
     if (p->mode != SR_MODE_SPEC) S->acceptance = 0.0;
+    if (r->use_ctl) sr_ctl_stats(&r->ctl, S);
+    if (r->piped) sr_pipe_stats(&r->pipe, S);
     S->n_sd_drafted = r->sd.drafted;
     S->n_sd_accepted = r->sd.accepted;
     S->n_sd_batches = r->sd.batches;
@@ -628,30 +810,58 @@ static void finish_stats(struct run *r) {
     S->tokens_per_s = S->t_total_ms > 0 ? (double)(S->n_adopted_tokens + S->n_answer_tokens) / (S->t_total_ms / 1000.0) : 0;
 }
 
-/* SpecReason over one problem: prompts, then steps until a stop rule, then (when thinking ended
- * without an answer) the answer. */
+/* The controller's key: the settings its gate labels and acceptance depend on. */
+uint64_t sr_loop_ctl_key(const struct sr_run_params *p) {
+    char num[96];
+    snprintf(num, sizeof num, "%.9g|%d|%.9g|%.9g", (double)p->threshold, (int)p->score_method,
+             (double)p->small.temperature, (double)p->small.top_p);
+    uint64_t h = sr_ctl_hash(0, num);
+    h = sr_ctl_hash(h, p->prompt_template ? p->prompt_template : SR_PROMPT_MATH);
+    h = sr_ctl_hash(h, p->judge_prompt ? p->judge_prompt : SR_JUDGE_PROMPT);
+    h = sr_ctl_hash(h, p->judge_prefill ? p->judge_prefill : SR_JUDGE_PREFILL);
+    h = sr_ctl_hash(h, p->think_open);
+    return sr_ctl_hash(h, p->step_delim);
+}
+
 enum sr_status sr_loop_run(struct sr_lm *small, struct sr_lm *base, const char *problem,
                            const struct sr_run_params *p, struct sr_result **out, char *errbuf, size_t errlen) {
+    return sr_loop_run_shared(small, base, problem, p, NULL, out, errbuf, errlen);
+}
+
+/* SpecReason over one problem: prompts, then steps until a stop rule, then (when thinking ended
+ * without an answer) the answer. */
+enum sr_status sr_loop_run_shared(struct sr_lm *small, struct sr_lm *base, const char *problem,
+                                  const struct sr_run_params *p_in, struct sr_ctl_shared *shared,
+                                  struct sr_result **out, char *errbuf, size_t errlen) {
     *out = NULL;
     bool use_sd = false;
-    enum sr_status st = check_run(small, base, problem, p, &use_sd, errbuf, errlen);
+    enum sr_status st = check_run(small, base, problem, p_in, &use_sd, errbuf, errlen);
     if (st != SR_OK) return st;
-    char *user = sr_prompt_fill(p->prompt_template ? p->prompt_template : SR_PROMPT_MATH, problem);
+    char *user = sr_prompt_fill(p_in->prompt_template ? p_in->prompt_template : SR_PROMPT_MATH, problem);
     if (!user) { snprintf(errbuf, errlen, "out of memory"); return SR_ERR_NOMEM; }
     struct sr_chat_msg msg = {"user", user};
-    st = sr_loop_run_chat(small, base, &msg, 1, p, out, errbuf, errlen);
+    st = sr_loop_run_chat_shared(small, base, &msg, 1, p_in, shared, out, errbuf, errlen);
     free(user);
     return st;
 }
 
-/* The same over a conversation (the messages as given, no prompt template). */
 enum sr_status sr_loop_run_chat(struct sr_lm *small, struct sr_lm *base, const struct sr_chat_msg *msgs, size_t n_msgs,
                                 const struct sr_run_params *p, struct sr_result **out, char *errbuf, size_t errlen) {
+    return sr_loop_run_chat_shared(small, base, msgs, n_msgs, p, NULL, out, errbuf, errlen);
+}
+
+/* The same over a conversation (the messages as given, no prompt template). */
+enum sr_status sr_loop_run_chat_shared(struct sr_lm *small, struct sr_lm *base, const struct sr_chat_msg *msgs,
+                                       size_t n_msgs, const struct sr_run_params *p_in, struct sr_ctl_shared *shared,
+                                       struct sr_result **out, char *errbuf, size_t errlen) {
     *out = NULL;
     bool use_sd = false;
-    enum sr_status st = check_run(small, base, "", p, &use_sd, errbuf, errlen);
+    enum sr_status st = check_run(small, base, "", p_in, &use_sd, errbuf, errlen);
     if (st != SR_OK) return st;
     if (!msgs || n_msgs == 0) { snprintf(errbuf, errlen, "no messages"); return SR_ERR_INVALID_ARG; }
+    struct sr_run_params p_eff = *p_in;
+    if (p_eff.mode == SR_MODE_SPEC && p_eff.policy == SR_POLICY_NEVER) p_eff.mode = SR_MODE_BASE; /* exactly */
+    const struct sr_run_params *p = &p_eff;
     if (p->mode == SR_MODE_SMALL) base = NULL;
     if (p->mode == SR_MODE_BASE && !use_sd) small = NULL;
 
@@ -669,6 +879,22 @@ enum sr_status sr_loop_run_chat(struct sr_lm *small, struct sr_lm *base, const s
     r.b0_base = base ? base->t_backend_us : 0;
     r.d0_small = small ? small->n_decode : 0;
     r.d0_base = base ? base->n_decode : 0;
+    r.use_ctl = p->mode == SR_MODE_SPEC && p->policy == SR_POLICY_AUTO;
+    if (small) small->want_logprob = r.use_ctl; /* the gate reads the drafts' confidence */
+    if (r.use_ctl) {
+        struct sr_ctl_params cp = sr_ctl_default_params();
+        cp.precision = p->ctl_precision;
+        cp.audit = p->ctl_audit;
+        cp.probe_max = p->ctl_probe_max;
+        struct sr_ctl_model m;
+        sr_ctl_init(&r.ctl, &cp, sr_ctl_shared_get(shared, &m) ? &m : NULL, sr_loop_ctl_key(p));
+    }
+    /* Pipelined only where it is exact: a greedy small model that is not a token-level drafter. */
+    if (p->mode == SR_MODE_SPEC && !use_sd && p->small.temperature <= 0.0f && sr_pipe_wanted(p->pipeline, small, base)) {
+        sr_pipe_init(&r.pipe, small);
+        r.small = &r.pipe.lm;
+        r.piped = true;
+    }
     r.res = calloc(1, sizeof *r.res);
     if (!r.res) { snprintf(errbuf, errlen, "out of memory"); return SR_ERR_NOMEM; }
 
@@ -676,11 +902,16 @@ enum sr_status sr_loop_run_chat(struct sr_lm *small, struct sr_lm *base, const s
     enum sr_stop_reason stop = SR_STOP_NONE;
     st = prefill_prompts(&r, msgs, n_msgs);
     if (st == SR_OK) st = step_loop(&r, &think_ended, &stop);
+    if (r.piped) { /* a draft made ahead for a step that never came is thrown away */
+        enum sr_status ps = sr_pipe_settle(&r.pipe);
+        if (st == SR_OK && ps != SR_OK) st = fail(&r, r.small, ps, "small model rollback");
+    }
     if (st == SR_OK && think_ended && stop == SR_STOP_NONE) st = answer_phase(&r, &stop);
     r.res->stop = stop;
     if (st == SR_OK) st = finish_text(&r);
     finish_stats(&r);
 
+    if (st == SR_OK && r.use_ctl) sr_ctl_shared_put(shared, &r.ctl.m);
     if (st == SR_OK) {
         struct sr_event ev = {.type = SR_EVENT_FINISHED, .step = (int32_t)r.res->n_steps, .text = "", .len = 0,
                               .score = -1, .stop = r.res->stop, .t_ms = r.res->stats.t_total_ms};
@@ -690,6 +921,8 @@ enum sr_status sr_loop_run_chat(struct sr_lm *small, struct sr_lm *base, const s
         sr_result_free(r.res);
     }
     sr_buf_free(&r.text);
+    sr_buf_free(&r.owed_base);
+    sr_buf_free(&r.owed_small);
     sr_buf_free(&r.suffix);
     return st;
 }

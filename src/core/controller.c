@@ -1,0 +1,333 @@
+/*
+ * controller.c: see controller.h.
+ */
+#include "controller.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PROBE_MIN 4
+
+struct sr_ctl_params sr_ctl_default_params(void) {
+    struct sr_ctl_params p = {
+        .precision = 0.97f,
+        .audit = 0.1f,
+        .probe_max = 64,
+        .warmup = 4,
+        .cal_min = 16,
+        .cal_target = 48,
+        .prior_accept = 0.7f,
+        .alpha = 0.25f,
+    };
+    return p;
+}
+
+uint64_t sr_ctl_hash(uint64_t h, const char *s) {
+    if (!h) h = 1469598103934665603ull;
+    for (const unsigned char *q = (const unsigned char *)(s ? s : ""); *q; q++) {
+        h ^= *q;
+        h *= 1099511628211ull;
+    }
+    h ^= 0xff; /* separator, so ("ab","c") != ("a","bc") */
+    h *= 1099511628211ull;
+    return h;
+}
+
+static void win_push(struct sr_ctl_win *w, double v) {
+    if (!isfinite(v) || v < 0) return;
+    w->v[w->i] = v;
+    w->i = (w->i + 1) % SR_CTL_WIN;
+    if (w->n < SR_CTL_WIN) w->n++;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double sr_ctl_median(const struct sr_ctl_win *w) {
+    if (w->n == 0) return 0.0;
+    double t[SR_CTL_WIN];
+    memcpy(t, w->v, (size_t)w->n * sizeof *t);
+    qsort(t, (size_t)w->n, sizeof *t, cmp_double);
+    return w->n % 2 ? t[w->n / 2] : 0.5 * (t[w->n / 2 - 1] + t[w->n / 2]);
+}
+
+static void reset_gate(struct sr_ctl_model *m, const struct sr_ctl_params *p, uint64_t key) {
+    m->key = key;
+    m->p_reject = 1.0 - p->prior_accept;
+    m->n_judged = 0;
+    m->cal_n = m->cal_i = 0;
+    m->level = INFINITY;
+    m->skip_ewma = 0.0;
+    m->n_eligible = 0;
+    m->since_probe = 0;
+    m->probe = PROBE_MIN;
+    memset(&m->suffix_len, 0, sizeof m->suffix_len);
+}
+
+void sr_ctl_init(struct sr_ctl *c, const struct sr_ctl_params *p, const struct sr_ctl_model *from, uint64_t key) {
+    memset(c, 0, sizeof *c);
+    c->p = *p;
+    if (from) c->m = *from;
+    if (!from || from->key != key) reset_gate(&c->m, p, key);
+    if (c->m.probe < PROBE_MIN) c->m.probe = PROBE_MIN;
+    if (c->m.probe > p->probe_max) c->m.probe = p->probe_max > 0 ? p->probe_max : 1;
+}
+
+static bool gate_on(const struct sr_ctl *c) { return c->p.precision < 1.0f; }
+
+double sr_ctl_skip_rate(const struct sr_ctl *c) {
+    const struct sr_ctl_model *m = &c->m;
+    if (!gate_on(c) || !isfinite(m->level)) return 0.0;
+    return m->skip_ewma * (1.0 - (double)c->p.audit);
+}
+
+double sr_ctl_acceptance(const struct sr_ctl *c) { return 1.0 - c->m.p_reject; }
+
+/* Wilson score lower bound (z = 1) of a proportion a/n (weighted counts). */
+static double wilson_lo(double a, double n) {
+    if (n <= 0) return 0.0;
+    const double z = 1.0;
+    double ph = a / n, z2 = z * z;
+    return (ph + z2 / (2.0 * n) - z * sqrt(ph * (1.0 - ph) / n + z2 / (4.0 * n * n))) / (1.0 + z2 / n);
+}
+
+struct label {
+    float conf, w;
+    bool acc;
+};
+
+static int cmp_label_desc(const void *a, const void *b) {
+    float x = ((const struct label *)a)->conf, y = ((const struct label *)b)->conf;
+    return (x < y) - (x > y);
+}
+
+/* The lowest level whose set of labels at or above it (at least cal_min of them) has a Wilson
+ * lower bound of acceptance >= precision, and whose cal_min lowest labels are accepted at a rate
+ * >= precision; +INF if none. */
+static void recalibrate(struct sr_ctl *c) {
+    struct sr_ctl_model *m = &c->m;
+    m->level = INFINITY;
+    if (!gate_on(c) || m->cal_n < c->p.cal_min) return;
+    struct label t[SR_CTL_CAL];
+    for (int i = 0; i < m->cal_n; i++) t[i] = (struct label){m->cal_conf[i], m->cal_w[i], m->cal_acc[i]};
+    qsort(t, (size_t)m->cal_n, sizeof *t, cmp_label_desc);
+    /* Prefix sums of weights and accepted weights, so the band of the cal_min lowest labels of
+     * each candidate set is checked too: a set can be good on average with a bad bottom. */
+    double A[SR_CTL_CAL + 1], N[SR_CTL_CAL + 1];
+    A[0] = N[0] = 0.0;
+    for (int k = 1; k <= m->cal_n; k++) {
+        N[k] = N[k - 1] + t[k - 1].w;
+        A[k] = A[k - 1] + (t[k - 1].acc ? t[k - 1].w : 0.0);
+    }
+    int b = c->p.cal_min;
+    for (int k = b > 1 ? b : 1; k <= m->cal_n; k++) {
+        if (k < m->cal_n && t[k].conf == t[k - 1].conf) continue; /* a level cannot split ties */
+        double band = (A[k] - A[k - b]) / (N[k] - N[k - b]);
+        if (wilson_lo(A[k], N[k]) >= (double)c->p.precision && band >= (double)c->p.precision)
+            m->level = t[k - 1].conf;
+    }
+}
+
+struct est {
+    double cs, cb, cj, cc, css, L, S, skip;
+    bool base_known;
+};
+
+static bool estimate(const struct sr_ctl *c, struct est *e) {
+    const struct sr_ctl_model *m = &c->m;
+    if (m->small_tok.n == 0 || m->judge_tok.n == 0 || m->step_len.n == 0) return false;
+    e->cs = sr_ctl_median(&m->small_tok);
+    e->cj = sr_ctl_median(&m->judge_tok);
+    e->L = sr_ctl_median(&m->step_len);
+    e->S = sr_ctl_median(&m->suffix_len);
+    e->base_known = m->base_tok.n > 0;
+    /* Unmeasured base decoding: a lower bound (decoding a token costs at least what prefilling
+     * one does), so the base model gets to write once and is measured. */
+    e->cb = e->base_known ? sr_ctl_median(&m->base_tok) : fmax(e->cj, e->cs);
+    e->cc = m->catch_tok.n ? sr_ctl_median(&m->catch_tok) : e->cj;
+    e->css = m->sync_tok.n ? sr_ctl_median(&m->sync_tok) : 0.0;
+    e->skip = sr_ctl_skip_rate(c);
+    return true;
+}
+
+static double e_spec(const struct sr_ctl *c, const struct est *e, double skip) {
+    double judged = e->cj * (e->L + e->S) + c->m.p_reject * (e->cb + e->css) * e->L;
+    return e->cs * e->L + skip * e->cc * e->L + (1.0 - skip) * judged;
+}
+
+static double e_base(const struct est *e) { return (e->cb + e->css) * e->L; }
+
+bool sr_ctl_draft(struct sr_ctl *c, struct sr_ctl_step *cs) {
+    struct sr_ctl_model *m = &c->m;
+    struct est e;
+    bool ready = estimate(c, &e);
+    cs->gate = SR_GATE_NONE;
+    cs->conf_min = cs->conf_mean = NAN;
+    cs->e_spec_ms = ready ? e_spec(c, &e, e.skip) : 0.0;
+    cs->e_base_ms = ready ? e_base(&e) : 0.0;
+    c->pending_e_base = cs->e_base_ms;
+    c->pending_e_chosen = cs->e_spec_ms;
+    c->cur = SR_CTL_WARMUP;
+    if (!ready || m->n_judged < c->p.warmup) {
+        cs->reason = SR_CTL_WARMUP;
+        return true;
+    }
+    /* While the gate has too few labels to skip, judge on as long as skipping could pay. */
+    if (gate_on(c) && !isfinite(m->level) && m->cal_n < c->p.cal_target) {
+        double opt = (1.0 - (double)c->p.audit) * (1.0 - m->p_reject);
+        if (e_spec(c, &e, opt) < cs->e_base_ms) {
+            cs->reason = SR_CTL_WARMUP;
+            return true;
+        }
+    }
+    if (cs->e_spec_ms < cs->e_base_ms) {
+        cs->reason = SR_CTL_CHEAPER;
+        m->since_probe = 0;
+        m->probe = PROBE_MIN < c->p.probe_max ? PROBE_MIN : c->p.probe_max;
+        return true;
+    }
+    if (++m->since_probe >= m->probe) {
+        cs->reason = c->cur = SR_CTL_PROBE;
+        m->since_probe = 0;
+        m->probe = m->probe * 2 < c->p.probe_max ? m->probe * 2 : c->p.probe_max;
+        return true;
+    }
+    cs->reason = c->cur = SR_CTL_BASE;
+    c->pending_e_chosen = cs->e_base_ms;
+    return false;
+}
+
+bool sr_ctl_judge(struct sr_ctl *c, float conf_min, float conf_mean, struct sr_ctl_step *cs) {
+    struct sr_ctl_model *m = &c->m;
+    cs->conf_min = conf_min;
+    cs->conf_mean = conf_mean;
+    cs->gate = SR_GATE_JUDGED;
+    if (isnan(conf_min) || !gate_on(c) || !isfinite(m->level) || conf_min < m->level || c->cur == SR_CTL_PROBE)
+        return true;
+    m->n_eligible++;
+    if (c->p.audit > 0.0f) {
+        int64_t period = (int64_t)lrintf(1.0f / c->p.audit);
+        if (period < 1) period = 1;
+        if (m->n_eligible % period == 0) {
+            cs->gate = SR_GATE_AUDIT;
+            return true;
+        }
+    }
+    cs->gate = SR_GATE_SKIPPED;
+    return false;
+}
+
+void sr_ctl_observe(struct sr_ctl *c, const struct sr_ctl_step *cs, const struct sr_ctl_obs *o) {
+    struct sr_ctl_model *m = &c->m;
+    if (o->n_draft > 0) win_push(&m->small_tok, o->t_draft_ms / o->n_draft);
+    if (o->judged && o->n_judge_tokens + o->n_suffix_tokens > 0) {
+        win_push(&m->judge_tok, o->t_judge_ms / (o->n_judge_tokens + o->n_suffix_tokens));
+        win_push(&m->suffix_len, o->n_suffix_tokens);
+    }
+    if (o->n_base > 0) win_push(&m->base_tok, o->t_base_ms / o->n_base);
+    if (o->n_sync > 0) win_push(&m->sync_tok, o->t_sync_ms / o->n_sync);
+    if (o->n_catchup > 0) win_push(&m->catch_tok, o->t_catchup_ms / o->n_catchup);
+    if (o->n_step > 0) win_push(&m->step_len, o->n_step);
+    if (o->speculated && !isnan(o->conf_min) && isfinite(m->level)) {
+        bool above = o->conf_min >= m->level;
+        m->skip_ewma = (1.0 - c->p.alpha) * m->skip_ewma + c->p.alpha * (above ? 1.0 : 0.0);
+    }
+    if (o->judged) {
+        m->n_judged++;
+        m->p_reject = (1.0 - c->p.alpha) * m->p_reject + c->p.alpha * (o->accepted ? 0.0 : 1.0);
+        if (!isnan(o->conf_min)) {
+            m->cal_conf[m->cal_i] = o->conf_min;
+            m->cal_acc[m->cal_i] = o->accepted;
+            m->cal_w[m->cal_i] = cs->gate == SR_GATE_AUDIT && c->p.audit > 0.0f ? 1.0f / c->p.audit : 1.0f;
+            m->cal_i = (m->cal_i + 1) % SR_CTL_CAL;
+            if (m->cal_n < SR_CTL_CAL) m->cal_n++;
+            recalibrate(c);
+        }
+    }
+    if (cs->gate == SR_GATE_AUDIT) {
+        c->n_audits++;
+        if (!o->accepted) c->n_disagree++;
+    }
+    if (cs->gate == SR_GATE_SKIPPED) c->n_unjudged++;
+    switch (cs->reason) {
+    case SR_CTL_WARMUP:
+    case SR_CTL_CHEAPER: c->n_spec++; break;
+    case SR_CTL_PROBE: c->n_spec++; c->n_probes++; break;
+    case SR_CTL_BASE: c->n_base++; break;
+    case SR_CTL_FIXED: break;
+    }
+    if (cs->reason != SR_CTL_FIXED && c->pending_e_base > 0 && c->pending_e_chosen > 0) {
+        c->sum_e_base += c->pending_e_base;
+        c->sum_e_chosen += c->pending_e_chosen;
+        c->sum_t_measured += o->t_step_ms;
+    }
+    c->pending_e_base = c->pending_e_chosen = 0;
+}
+
+void sr_ctl_stats(const struct sr_ctl *c, struct sr_stats *S) {
+    const struct sr_ctl_model *m = &c->m;
+    S->n_ctl_spec = c->n_spec;
+    S->n_ctl_base = c->n_base;
+    S->n_ctl_probes = c->n_probes;
+    S->n_unjudged = c->n_unjudged;
+    S->n_audits = c->n_audits;
+    S->n_audit_disagree = c->n_disagree;
+    struct est e;
+    bool ready = estimate(c, &e);
+    S->ctl_small_tok_ms = sr_ctl_median(&m->small_tok);
+    S->ctl_base_tok_ms = sr_ctl_median(&m->base_tok);
+    S->ctl_judge_tok_ms = sr_ctl_median(&m->judge_tok);
+    S->ctl_catchup_tok_ms = sr_ctl_median(&m->catch_tok);
+    S->ctl_sync_tok_ms = sr_ctl_median(&m->sync_tok);
+    S->ctl_step_tokens = sr_ctl_median(&m->step_len);
+    S->ctl_acceptance = sr_ctl_acceptance(c);
+    S->ctl_gate_level = isfinite(m->level) ? (double)m->level : NAN;
+    S->ctl_skip_rate = ready ? e.skip : 0.0;
+    S->ctl_predicted_speedup = c->sum_e_chosen > 0 ? c->sum_e_base / c->sum_e_chosen : 0.0;
+    S->ctl_measured_speedup = c->sum_t_measured > 0 ? c->sum_e_base / c->sum_t_measured : 0.0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+struct sr_ctl_shared {
+    pthread_mutex_t mu;
+    bool has;
+    struct sr_ctl_model m;
+};
+
+struct sr_ctl_shared *sr_ctl_shared_new(void) {
+    struct sr_ctl_shared *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    if (pthread_mutex_init(&s->mu, NULL) != 0) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void sr_ctl_shared_free(struct sr_ctl_shared *s) {
+    if (!s) return;
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+bool sr_ctl_shared_get(struct sr_ctl_shared *s, struct sr_ctl_model *out) {
+    if (!s) return false;
+    pthread_mutex_lock(&s->mu);
+    bool has = s->has;
+    if (has) *out = s->m;
+    pthread_mutex_unlock(&s->mu);
+    return has;
+}
+
+void sr_ctl_shared_put(struct sr_ctl_shared *s, const struct sr_ctl_model *m) {
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    s->m = *m;
+    s->has = true;
+    pthread_mutex_unlock(&s->mu);
+}
