@@ -31,6 +31,7 @@ struct sr_batcher {
     struct job *head, *tail;
     bool *seq_used;
     bool *in_last;         /* took part in the previous decode */
+    bool *held;            /* in a generation loop: its next decode follows shortly */
     struct llama_batch batch;
     int64_t last_us;       /* duration of the previous decode */
     int64_t n_decodes, n_jobs;
@@ -52,11 +53,13 @@ struct sr_batcher *sr_batcher_new(struct llama_context *ctx, int32_t n_seq_max, 
     if (!b) return NULL;
     b->seq_used = calloc((size_t)n_seq_max, sizeof *b->seq_used);
     b->in_last = calloc((size_t)n_seq_max, sizeof *b->in_last);
+    b->held = calloc((size_t)n_seq_max, sizeof *b->held);
     b->batch = llama_batch_init(n_batch, 0, 1);
-    if (!b->seq_used || !b->in_last || !b->batch.token) {
+    if (!b->seq_used || !b->in_last || !b->held || !b->batch.token) {
         if (b->batch.token) llama_batch_free(b->batch);
         free(b->seq_used);
         free(b->in_last);
+        free(b->held);
         free(b);
         return NULL;
     }
@@ -77,6 +80,7 @@ void sr_batcher_free(struct sr_batcher *b) {
     pthread_cond_destroy(&b->cv);
     free(b->seq_used);
     free(b->in_last);
+    free(b->held);
     free(b);
 }
 
@@ -109,6 +113,7 @@ void sr_batcher_seq_release(struct sr_batcher *b, int32_t seq) {
     llama_memory_seq_rm(llama_get_memory(b->ctx), seq, -1, -1);
     b->seq_used[seq] = false;
     b->in_last[seq] = false;
+    b->held[seq] = false;
     pthread_cond_broadcast(&b->cv);
     pthread_mutex_unlock(&b->mu);
 }
@@ -129,26 +134,32 @@ void sr_batcher_stats(struct sr_batcher *b, int64_t *n_decodes, int64_t *n_jobs)
     pthread_mutex_unlock(&b->mu);
 }
 
-/* Whether every sequence of the previous decode has a job pending. Caller holds mu. */
-static bool stragglers_in(const struct sr_batcher *b) {
+void sr_batcher_seq_hold(struct sr_batcher *b, int32_t seq, bool hold) {
+    pthread_mutex_lock(&b->mu);
+    b->held[seq] = hold;
+    pthread_cond_broadcast(&b->cv); /* a runner waiting for this sequence stops waiting */
+    pthread_mutex_unlock(&b->mu);
+}
+
+static bool pending(const struct sr_batcher *b, int32_t s) {
+    for (const struct job *j = b->head; j; j = j->next)
+        if (j->seq == s) return true;
+    return false;
+}
+
+/* Whether the sequences worth waiting for have a job pending: those in a generation loop (held),
+ * and those of the previous decode. Caller holds mu. */
+static bool stragglers_in(const struct sr_batcher *b, bool held_only) {
     for (int32_t s = 0; s < b->n_seq_max; s++) {
-        if (!b->in_last[s] || !b->seq_used[s]) continue;
-        bool found = false;
-        for (const struct job *j = b->head; j && !found; j = j->next) found = j->seq == s;
-        if (!found) return false;
+        if (!b->seq_used[s] || !(b->held[s] || (!held_only && b->in_last[s]))) continue;
+        if (!pending(b, s)) return false;
     }
     return true;
 }
 
-/* The runner: gathers, decodes and hands out rows. Called with mu held and running set; returns
- * with mu held. */
-static void run_once(struct sr_batcher *b) {
-    /* Give the sequences of the last decode a moment to join. */
-    int64_t wait = b->last_us / 4;
-    if (wait < 100) wait = 100;
-    if (wait > 5000) wait = 5000;
-    int64_t deadline = now_us() + wait;
-    while (!stragglers_in(b)) {
+/* Waits on cv until stragglers_in(held_only) or the deadline; caller holds mu. */
+static void wait_for(struct sr_batcher *b, int64_t deadline, bool held_only) {
+    while (!stragglers_in(b, held_only)) {
         int64_t left = deadline - now_us();
         if (left <= 0) break;
         struct timespec ts;
@@ -157,6 +168,23 @@ static void run_once(struct sr_batcher *b) {
         while (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
         pthread_cond_timedwait(&b->cv, &b->mu, &ts);
     }
+}
+
+/* The runner: gathers, decodes and hands out rows. Called with mu held and running set; returns
+ * with mu held. */
+static void run_once(struct sr_batcher *b) {
+    /* Give the other sequences a moment to join: those of the last decode a fraction of its time,
+     * those inside a generation loop (they sample and come straight back) up to one decode's
+     * time, since a decode that carries them costs about what a decode without them does. */
+    int64_t t0w = now_us();
+    int64_t wait = b->last_us / 4;
+    if (wait < 100) wait = 100;
+    if (wait > 5000) wait = 5000;
+    wait_for(b, t0w + wait, false);
+    int64_t hold = b->last_us;
+    if (hold < 200) hold = 200;
+    if (hold > 20000) hold = 20000;
+    wait_for(b, t0w + hold, true);
     /* Take jobs in arrival order while they fit. */
     struct job *taken = NULL, **tail = &taken;
     int32_t total = 0;

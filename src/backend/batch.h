@@ -7,8 +7,9 @@
  * fits in one batch, decodes them together, copies each job's logits rows into the job's own
  * buffer (before the next decode can overwrite them) and wakes their owners. To let concurrent
  * sessions meet in one batch, the runner waits briefly (a fraction of the last decode's time, at
- * most 5 ms) for the sequences that took part in the previous decode and have not submitted yet;
- * a lone session never waits. Memory operations (removing a sequence's positions) go through the
+ * most 5 ms) for the sequences that took part in the previous decode and have not submitted yet,
+ * and up to one decode's time for those inside a generation loop (sr_batcher_seq_hold); a lone
+ * session never waits. Memory operations (removing a sequence's positions) go through the
  * same lock, never while a decode runs. Only llama_backend.c uses this.
  */
 #ifndef SR_BATCH_H
@@ -39,6 +40,11 @@ enum sr_batch_out { SR_BATCH_OUT_NONE = 0, SR_BATCH_OUT_LAST = 1, SR_BATCH_OUT_A
  * n_vocab floats with SR_BATCH_OUT_ALL, two rows otherwise). Returns llama_decode's status. */
 int32_t sr_batcher_decode(struct sr_batcher *b, int32_t seq, const llama_token *toks, int32_t n, llama_pos pos0,
                           enum sr_batch_out out_mode, int32_t extra, float *out);
+
+/* hold = true: the sequence is in a generation loop and will submit its next token right after
+ * sampling, so a runner waits for it (up to one decode's time) to decode it with the others;
+ * false when the loop ends. */
+void sr_batcher_seq_hold(struct sr_batcher *b, int32_t seq, bool hold);
 
 /* llama_memory_seq_rm on this sequence, between decodes. */
 bool sr_batcher_seq_rm(struct sr_batcher *b, int32_t seq, llama_pos p0, llama_pos p1);

@@ -826,7 +826,7 @@ static enum sr_status finish_pending(struct emitter *e, enum emit_res r, llama_t
     return SR_OK;
 }
 
-static enum sr_status lm_generate(struct sr_lm *lm, const char *delim, int32_t max_tokens, struct sr_gen_out *out) {
+static enum sr_status generate(struct sr_lm *lm, const char *delim, int32_t max_tokens, struct sr_gen_out *out) {
     struct lm_llama *L = (struct lm_llama *)lm;
     struct emitter e = {L, out, delim, delim ? strlen(delim) : 0, out->text.len, max_tokens, 0, 0, 0};
     out->n_tokens = 0;
@@ -851,6 +851,16 @@ static enum sr_status lm_generate(struct sr_lm *lm, const char *delim, int32_t m
         st = decode(L, &tok, 1, true);
         if (st != SR_OK) return st;
     }
+}
+
+/* Token by token: on a shared context the batcher waits for this sequence's next token while
+ * the loop runs, so concurrent generations share their decodes. */
+static enum sr_status lm_generate(struct sr_lm *lm, const char *delim, int32_t max_tokens, struct sr_gen_out *out) {
+    struct lm_llama *L = (struct lm_llama *)lm;
+    if (L->bt) sr_batcher_seq_hold(L->bt, L->seq, true);
+    enum sr_status st = generate(lm, delim, max_tokens, out);
+    if (L->bt) sr_batcher_seq_hold(L->bt, L->seq, false);
+    return st;
 }
 
 /* ---- token-level speculative decoding ------------------------------------------------------
