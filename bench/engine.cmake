@@ -1,7 +1,7 @@
 # Benchmarks (not tests): bench/run.sh builds models and runs them, writing JSON to bench/results/.
 add_executable(bench_engine ${CMAKE_CURRENT_LIST_DIR}/bench_engine.c)
 target_include_directories(bench_engine PRIVATE ${SR_SRC_INCLUDES})
-target_link_libraries(bench_engine PRIVATE specreason m)
+target_link_libraries(bench_engine PRIVATE specreason PkgConfig::JANSSON m)
 sr_target_setup(bench_engine)
 add_executable(bench_specdecode ${CMAKE_CURRENT_LIST_DIR}/bench_specdecode.c)
 target_include_directories(bench_specdecode PRIVATE ${SR_SRC_INCLUDES})

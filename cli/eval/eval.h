@@ -119,11 +119,6 @@ struct grade {
     bool correct;
 };
 
-/* JSON helpers (each key is preceded by a comma). */
-void key_(struct sr_buf *b, const char *k);
-void kv_str(struct sr_buf *b, const char *k, const char *v);
-void kv_num(struct sr_buf *b, const char *k, double v);
-void kv_raw(struct sr_buf *b, const char *k, const char *raw);
 /* One results.jsonl line (with its newline). */
 char *record_json(const struct item *it, const struct config *c, bool gpqa, const struct sr_result *res,
                   const struct grade *g, double latency_ms, const struct sr_run_params *rp, const char *backend);
