@@ -69,6 +69,9 @@ static void test_parse(void) {
     v = sr_jparse("\"x\\u0000y\"", 10, err, sizeof err);
     CHECK(v && json_string_length(v) == 3);
     json_decref(v);
+    v = sr_jparse("[\"a\x80z\"]", 7, err, sizeof err); /* invalid UTF-8 reads as U+FFFD */
+    CHECK(v && strcmp(json_string_value(json_array_get(v, 0)), "a\xEF\xBF\xBDz") == 0);
+    json_decref(v);
     v = sr_jparse("{\"a\":1,\n \"b\" 2}", 16, err, sizeof err);
     CHECK(v == NULL);
     CHECK(strncmp(err, "line 2 col ", 11) == 0);

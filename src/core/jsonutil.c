@@ -28,8 +28,8 @@ json_t *sr_jnum_exact(double v) {
     return json_real(v);
 }
 
-json_t *sr_jstrn(const char *s, size_t n) {
-    if (!s) return json_null();
+/* Bytes of s[0..n) before the first invalid UTF-8 sequence (n if none). */
+static size_t utf8_valid_prefix(const char *s, size_t n) {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
     while (i < n) {
@@ -38,16 +38,29 @@ json_t *sr_jstrn(const char *s, size_t n) {
         if (!l) break;
         i += l;
     }
-    if (i == n) return json_stringn_nocheck(s, n);
-    struct sr_buf b = {0};
-    sr_buf_append(&b, s, i);
-    while (i < n) {
+    return i;
+}
+
+/* s[0..n) with every invalid UTF-8 byte replaced by U+FFFD, from byte `from` on (the prefix is
+ * valid), appended to b (b->oom on failure). */
+static void utf8_fix(struct sr_buf *b, const char *s, size_t n, size_t from) {
+    const unsigned char *u = (const unsigned char *)s;
+    sr_buf_append(b, s, from);
+    for (size_t i = from; i < n;) {
         size_t l = u[i] < 0x80 ? 1 : sr_utf8_len(u + i, n - i);
-        if (!l) { sr_buf_append(&b, "\xEF\xBF\xBD", 3); i++; continue; }
-        sr_buf_append(&b, s + i, l);
+        if (!l) { sr_buf_append(b, "\xEF\xBF\xBD", 3); i++; continue; }
+        sr_buf_append(b, s + i, l);
         i += l;
     }
-    json_t *v = b.oom ? NULL : json_stringn_nocheck(b.data, b.len);
+}
+
+json_t *sr_jstrn(const char *s, size_t n) {
+    if (!s) return json_null();
+    size_t ok = utf8_valid_prefix(s, n);
+    if (ok == n) return json_stringn_nocheck(s, n);
+    struct sr_buf b = {0};
+    utf8_fix(&b, s, n, ok);
+    json_t *v = b.oom ? NULL : json_stringn_nocheck(b.data ? b.data : "", b.len);
     sr_buf_free(&b);
     return v;
 }
@@ -63,8 +76,23 @@ char *sr_jdump(const json_t *v) { return v ? json_dumps(v, SR_JSON_DUMP_FLAGS) :
 
 json_t *sr_jparse_at(const char *text, size_t len, size_t *line, size_t *col, char *msg, size_t msglen) {
     if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) { text += 3; len -= 3; }
+    /* jansson refuses invalid UTF-8; read it as U+FFFD instead, as every writer here does */
+    struct sr_buf fixed = {0};
+    size_t ok = utf8_valid_prefix(text, len);
+    if (ok < len) {
+        utf8_fix(&fixed, text, len, ok);
+        if (fixed.oom) {
+            if (line) *line = 1;
+            if (col) *col = 1;
+            if (msg && msglen) snprintf(msg, msglen, "out of memory");
+            return NULL;
+        }
+        text = fixed.data;
+        len = fixed.len;
+    }
     json_error_t je;
     json_t *v = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    sr_buf_free(&fixed);
     if (v) return v;
     if (line) *line = je.line > 0 ? (size_t)je.line : 1;
     if (col) *col = je.column > 0 ? (size_t)je.column : 1;

@@ -33,8 +33,8 @@ bool sr_jset(json_t *obj, const char *key, json_t *v);
 char *sr_jdump(const json_t *v);
 
 /* Parses text[0..len) as one JSON value (any type) surrounded by whitespace; a leading UTF-8 byte
- * order mark is skipped, \u0000 is allowed. NULL on failure, with err (if errlen > 0) set to
- * "line L col C: message". */
+ * order mark is skipped, \u0000 is allowed, invalid UTF-8 bytes read as U+FFFD. NULL on failure,
+ * with err (if errlen > 0) set to "line L col C: message". */
 json_t *sr_jparse(const char *text, size_t len, char *err, size_t errlen);
 /* As sr_jparse, with the position as numbers (either may be NULL) and the message in msg. */
 json_t *sr_jparse_at(const char *text, size_t len, size_t *line, size_t *col, char *msg, size_t msglen);
