@@ -12,19 +12,11 @@
 #include <string.h>
 
 #include "llama.h"
+#include "jsonutil.h"
 #include "util.h"
 
 static void quiet(enum ggml_log_level level, const char *text, void *user) {
     (void)level, (void)text, (void)user;
-}
-
-static void json_str(const char *s) {
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') putchar('\\');
-        if ((unsigned char)*s >= 0x20) putchar(*s);
-    }
-    putchar('"');
 }
 
 static int usage(FILE *f, int rc) {
@@ -124,11 +116,14 @@ int main(int argc, char **argv) {
             rc = 1;
             continue;
         }
-        printf("%s\n {\"model\": ", i > first ? "," : "");
-        json_str(argv[i]);
-        printf(", \"params\": %lld, \"threads\": %d, \"threads_batch\": %d, \"decode_ms_per_token\": %.4f, "
-               "\"prefill_tokens\": %d, \"prefill_ms\": %.4f, \"judge_in_decode_tokens\": %.2f}",
-               (long long)np, nt, ntb, d, n, p, p / d);
+        json_t *o = json_pack("{s:o,s:I,s:i,s:i,s:f,s:i,s:f,s:f}", "model", sr_jstr(argv[i]), "params", (json_int_t)np,
+                              "threads", nt, "threads_batch", ntb, "decode_ms_per_token", d, "prefill_tokens", n,
+                              "prefill_ms", p, "judge_in_decode_tokens", p / d);
+        char *js = json_dumps(o, JSON_REAL_PRECISION(6));
+        json_decref(o);
+        if (!js) { fprintf(stderr, "bench_cost: out of memory\n"); rc = 1; continue; }
+        printf("%s\n %s", i > first ? "," : "", js);
+        free(js);
         fflush(stdout);
     }
     printf("\n]\n");

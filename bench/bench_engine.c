@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "jsonutil.h"
 
 static const char *PROBLEM = "A train travels 120 km in 1.5 hours, then 80 km in 1 hour. What is its average speed?";
 
@@ -164,23 +165,27 @@ int main(int argc, char **argv) {
     char desc_s[256], desc_b[256];
     sr_engine_model_desc(e, false, desc_s, sizeof desc_s);
     sr_engine_model_desc(e, true, desc_b, sizeof desc_b);
-    sr_buf_puts(&b, "{\"bench\":\"engine\",\"threads\":");
-    sr_buf_printf(&b, "%d,\"reps\":%d,\"small_model\":", threads, reps);
-    sr_buf_json_str(&b, desc_s, strlen(desc_s));
-    sr_buf_puts(&b, ",\"base_model\":");
-    sr_buf_json_str(&b, desc_b, strlen(desc_b));
-    sr_buf_printf(&b,
-                  ",\"decode_ms_per_token\":{\"small\":%.3f,\"base\":%.3f,\"base_over_small\":%.2f}"
-                  ",\"judge\":{\"context_tokens\":%d,\"prefill_tokens\":%d,\"ms\":%.3f,\"base_decode_tokens_equivalent\":%.2f,"
-                  "\"in_run_ms_per_step\":%.3f,\"in_run_prefill_tokens_per_step\":%.1f,\"in_run_base_decode_tokens_equivalent\":%.2f}"
-                  ",\"engine_overhead_share\":%.4f"
-                  ",\"runs_ms\":{\"small\":%.1f,\"spec_t0\":%.1f,\"base\":%.1f,\"spec_t10\":%.1f,\"spec_t7\":%.1f}"
-                  ",\"ratios\":{\"spec_t0_over_small\":%.3f,\"spec_t10_over_base\":%.3f,\"base_over_spec_t7\":%.3f}"
-                  ",\"spec_t7\":{\"steps\":%d,\"judged\":%d,\"acceptance\":%.3f}}\n",
-                  small_tok, base_tok, base_tok / small_tok, n_ctx_tok, judge_tokens, judge_ms, judge_ms / base_tok,
-                  judge_step, o7.s.n_judged ? (double)o7.s.n_judge_tokens / o7.s.n_judged : 0.0, judge_step / base_tok,
-                  m_ovh, m_small, m_spec0, m_base, m_spec10, m_spec7, m_spec0 / m_small, m_spec10 / m_base,
-                  m_base / m_spec7, o7.s.n_steps, o7.s.n_judged, o7.s.acceptance);
+#define N(x) sr_jnum(x)
+    json_t *doc = json_pack(
+        "{s:s,s:i,s:i,s:o,s:o,s:{s:o,s:o,s:o},s:{s:i,s:i,s:o,s:o,s:o,s:o,s:o},s:o,s:{s:o,s:o,s:o,s:o,s:o},"
+        "s:{s:o,s:o,s:o},s:{s:i,s:i,s:o}}",
+        "bench", "engine", "threads", threads, "reps", reps, "small_model", sr_jstr(desc_s), "base_model", sr_jstr(desc_b),
+        "decode_ms_per_token", "small", N(small_tok), "base", N(base_tok), "base_over_small", N(base_tok / small_tok),
+        "judge", "context_tokens", n_ctx_tok, "prefill_tokens", judge_tokens, "ms", N(judge_ms),
+        "base_decode_tokens_equivalent", N(judge_ms / base_tok), "in_run_ms_per_step", N(judge_step),
+        "in_run_prefill_tokens_per_step", N(o7.s.n_judged ? (double)o7.s.n_judge_tokens / o7.s.n_judged : 0.0),
+        "in_run_base_decode_tokens_equivalent", N(judge_step / base_tok), "engine_overhead_share", N(m_ovh),
+        "runs_ms", "small", N(m_small), "spec_t0", N(m_spec0), "base", N(m_base), "spec_t10", N(m_spec10), "spec_t7",
+        N(m_spec7), "ratios", "spec_t0_over_small", N(m_spec0 / m_small), "spec_t10_over_base", N(m_spec10 / m_base),
+        "base_over_spec_t7", N(m_base / m_spec7), "spec_t7", "steps", (int)o7.s.n_steps, "judged", (int)o7.s.n_judged,
+        "acceptance", N(o7.s.acceptance));
+#undef N
+    char *js = sr_jdump(doc);
+    json_decref(doc);
+    if (!js) { fprintf(stderr, "bench_engine: out of memory\n"); return 1; }
+    sr_buf_puts(&b, js);
+    sr_buf_puts(&b, "\n");
+    free(js);
     fputs(b.data, stdout);
     if (out) {
         FILE *f = fopen(out, "w");

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "jsonutil.h"
 
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -103,15 +104,22 @@ int main(int argc, char **argv) {
         sr_buf_free(&b.text);
     }
     double mp = median(plain, reps), ms = median(spec, reps);
-    printf("{\"bench\":\"specdecode\",\"draft\":\"%s\",\"target\":\"%s\",\"threads\":%d,\"n_predict\":%d,"
-           "\"draft_max\":%d,\"p_min\":%.2f,\"plain_tok_per_s\":%.2f,\"spec_tok_per_s\":%.2f,\"speedup\":%.3f,"
-           "\"drafted\":%lld,\"accepted\":%lld,\"acceptance\":%.3f,\"batches\":%lld,\"mean_accepted_per_batch\":%.2f,"
-           "\"t_draft_ms\":%.1f,\"t_verify_ms\":%.1f,\"same_text\":%s}\n",
-           draft, target, threads, n, draft_max, p_min, n_plain / (mp / 1000.0), n_spec / (ms / 1000.0),
-           (n_spec / ms) / (n_plain / mp), (long long)last.drafted, (long long)last.accepted,
-           last.drafted ? (double)last.accepted / (double)last.drafted : 0.0, (long long)last.batches,
-           last.batches ? (double)last.accepted / (double)last.batches : 0.0, (double)last.t_draft_us / 1000.0,
-           (double)last.t_verify_us / 1000.0, same ? "true" : "false");
+    json_t *o = json_pack("{s:o,s:o,s:i,s:i,s:i,s:f,s:f,s:f,s:f,s:I,s:I,s:f,s:I,s:f,s:f,s:f,s:b}", "bench",
+                          json_string("specdecode"), "draft", sr_jstr(draft), "target", sr_jstr(target), "threads", threads,
+                          "n_predict", n, "draft_max", draft_max, "p_min", (double)p_min, "plain_tok_per_s",
+                          n_plain / (mp / 1000.0), "spec_tok_per_s", n_spec / (ms / 1000.0), "speedup",
+                          (n_spec / ms) / (n_plain / mp), "drafted", (json_int_t)last.drafted, "accepted",
+                          (json_int_t)last.accepted, "acceptance",
+                          last.drafted ? (double)last.accepted / (double)last.drafted : 0.0, "batches",
+                          (json_int_t)last.batches, "mean_accepted_per_batch",
+                          last.batches ? (double)last.accepted / (double)last.batches : 0.0, "t_draft_ms",
+                          (double)last.t_draft_us / 1000.0, "t_verify_ms", (double)last.t_verify_us / 1000.0, "same_text",
+                          (int)same);
+    char *js = sr_jdump(o);
+    json_decref(o);
+    if (js) printf("%s\n", js);
+    else fprintf(stderr, "bench_specdecode: out of memory\n");
+    free(js);
     sr_session_free(s);
     sr_engine_free(e);
     return 0;

@@ -41,23 +41,24 @@
 /* options                                                                                    */
 
 struct options {
-    const char *small_path, *base_path, *mode, *score, *answer_by, *template_name;
-    const char *prompt_template, *judge_prompt, *judge_prefill;
-    const char *host, *api_key, *model_name, *policy;
-    int64_t ctx, threads, threads_batch, ngl, small_ctx, base_ctx, small_ngl, base_ngl;
+    struct common_opts o; /* models, steps, sampling, thinking, judge, policy, drafting, hardware, remote (cli/opts.c) */
+    const char *mode, *template_name, *prompt_template;
+    const char *host, *api_key, *model_name;
     int64_t port, parallel, queue, max_body;
-    double temp, top_p, small_temp, small_top_p, base_temp, base_top_p;
-    bool quiet, verbose, greedy, no_strip, help, version, spec_decode, set_temp, set_top_p;
-    int64_t draft_max, draft_min, first_n, max_step, budget, max_answer;
-    double draft_p_min, threshold;
+    double threshold;
     uint64_t seed;
+    bool quiet, verbose, help, version, spec_decode;
 };
 
 static struct options O;
 
+#define bad(...) opt_bad(PROG, __VA_ARGS__)
+#define pick(val, what, names, n, out) opt_pick(PROG, val, what, names, n, out)
+
+/* The model and run options are the rows `specreason` uses (cli/opts.h), as defaults of every
+ * request; then the server's own. */
 static const struct opt OPTS[] = {
-    {"small", 0, OPT_STR, &O.small_path, 0, 0, "small (draft) model GGUF"},
-    {"base", 0, OPT_STR, &O.base_path, 0, 0, "base (judge) model GGUF"},
+    COMMON_OPTS_MODELS(O.o),
     {"host", 0, OPT_STR, &O.host, 0, 0, "address to listen on (default 127.0.0.1; without --api-key only loopback unless given)"},
     {"port", 0, OPT_INT, &O.port, 0, 65535, "TCP port (default 8080; 0 = any free port, printed at start)"},
     {"parallel", 0, OPT_INT, &O.parallel, 1, 256, "requests served at once (sessions; default 1)"},
@@ -67,38 +68,18 @@ static const struct opt OPTS[] = {
     {"model-name", 0, OPT_STR, &O.model_name, 0, 0, "model id served at /v1/models (default specreason)"},
     {"mode", 'm', OPT_STR, &O.mode, 0, 0, "default mode: spec | base | small (default spec)"},
     {"threshold", 't', OPT_FLOAT, &O.threshold, 0, 10, "accept a step iff its score >= this (default 7)"},
-    {"policy", 0, OPT_STR, &O.policy, 0, 0, "default policy: auto | always | never (default auto; always = the reference)"},
-    {"score", 0, OPT_STR, &O.score, 0, 0, "greedy | average: how the judge's score is read (default greedy)"},
-    {"first-n-base", 0, OPT_INT, &O.first_n, 0, 1e9, "the first N steps are written by the base model (default 0)"},
-    {"max-step-tokens", 0, OPT_INT, &O.max_step, 1, 65536, "a step ends after this many tokens (default 512)"},
-    {"budget", 'n', OPT_INT, &O.budget, 1, 16777216, "default token budget (adopted step tokens; default 8192)"},
-    {"max-answer-tokens", 0, OPT_INT, &O.max_answer, 0, 16777216, "cap on the answer after </think> (default 1024)"},
-    {"temp", 0, OPT_FLOAT, &O.temp, 0, 100, "default temperature of both models (default 0.6; 0 = greedy)"},
-    {"top-p", 0, OPT_FLOAT, &O.top_p, 1e-9, 1, "default top-p of both models (default 0.95)"},
-    {"small-temp", 0, OPT_FLOAT, &O.small_temp, 0, 100, "temperature of the small model"},
-    {"small-top-p", 0, OPT_FLOAT, &O.small_top_p, 1e-9, 1, "top-p of the small model"},
-    {"base-temp", 0, OPT_FLOAT, &O.base_temp, 0, 100, "temperature of the base model"},
-    {"base-top-p", 0, OPT_FLOAT, &O.base_top_p, 1e-9, 1, "top-p of the base model"},
-    {"greedy", 0, OPT_FLAG, &O.greedy, 0, 0, "greedy decoding by default (same as --temp 0)"},
+    COMMON_OPTS_STEPS(O.o),
+    COMMON_OPTS_SAMPLING(O.o),
     {"seed", 's', OPT_U64, &O.seed, 0, 0, "default sampling seed (default 0)"},
-    {"answer-by", 0, OPT_STR, &O.answer_by, 0, 0, "base | loop: who writes the answer after </think> (default base)"},
-    {"no-strip-think-end", 0, OPT_FLAG, &O.no_strip, 0, 0, "let a step without an answer marker end the thinking"},
+    COMMON_OPTS_THINKING(O.o),
     {"template", 0, OPT_STR, &O.template_name, 0, 0, "math | gpqa | raw: wraps the last user message (default raw)"},
     {"prompt-template", 0, OPT_STR, &O.prompt_template, 0, 0, "custom wrapper of the last user message; {problem} is replaced"},
-    {"judge-prompt", 0, OPT_STR, &O.judge_prompt, 0, 0, "custom judge instruction (user turn)"},
-    {"judge-prefill", 0, OPT_STR, &O.judge_prefill, 0, 0, "custom judge assistant prefill"},
+    COMMON_OPTS_JUDGE(O.o),
+    COMMON_OPTS_POLICY(O.o),
     {"spec-decode", 0, OPT_FLAG, &O.spec_decode, 0, 0, "token-level speculative decoding wherever the base model writes"},
-    {"draft-max", 0, OPT_INT, &O.draft_max, 1, 64, "tokens drafted per verification (default 8)"},
-    {"draft-min", 0, OPT_INT, &O.draft_min, 0, 64, "drafts shorter than this are not verified (default 0)"},
-    {"draft-p-min", 0, OPT_FLOAT, &O.draft_p_min, 0, 1, "stop drafting below this draft probability (default 0.5)"},
-    {"ctx", 'c', OPT_INT, &O.ctx, 0, 16777216, "context tokens per model and session (default: min(16384, training context))"},
-    {"small-ctx", 0, OPT_INT, &O.small_ctx, 0, 16777216, "context tokens of the small model"},
-    {"base-ctx", 0, OPT_INT, &O.base_ctx, 0, 16777216, "context tokens of the base model"},
-    {"threads", 0, OPT_INT, &O.threads, 0, 512, "CPU threads (default: all cores)"},
-    {"threads-batch", 0, OPT_INT, &O.threads_batch, 0, 512, "CPU threads for prefill and judging (default: --threads)"},
-    {"ngl", 0, OPT_INT, &O.ngl, -1, 1e6, "layers on the GPU for both models (-1 = all, default 0)"},
-    {"small-ngl", 0, OPT_INT, &O.small_ngl, -1, 1e6, "GPU layers of the small model"},
-    {"base-ngl", 0, OPT_INT, &O.base_ngl, -1, 1e6, "GPU layers of the base model"},
+    COMMON_OPTS_DRAFT(O.o, ""),
+    COMMON_OPTS_HARDWARE(O.o),
+    COMMON_OPTS_REMOTE(O.o),
     {"quiet", 'q', OPT_FLAG, &O.quiet, 0, 0, "no per-request log lines"},
     {"verbose", 'v', OPT_FLAG, &O.verbose, 0, 0, "log llama.cpp warnings and errors to stderr"},
     {"version", 0, OPT_FLAG, &O.version, 0, 0, "print the version"},
@@ -111,16 +92,16 @@ static void usage(FILE *f) {
             "usage: " PROG " --small S.gguf --base B.gguf [--host H] [--port P] [--parallel N] [options]\n\n"
             "Serves SpecReason through the OpenAI chat API: POST /v1/chat/completions (also streaming),\n"
             "GET /v1/models, GET /health, GET /metrics. Run options are the defaults of every request;\n"
-            "requests may override threshold, first_n_base, score_method, mode, policy, spec_decode, token_budget,\n"
-            "max_tokens, temperature, top_p, seed and stop.\n\noptions:\n");
+            "requests may override threshold, first_n_base, score_method, mode, policy, spec_decode,\n"
+            "token_budget, max_step_tokens, max_answer_tokens, max_tokens, temperature, top_p, seed and stop.\n"
+            "\noptions:\n");
     opt_usage(f, OPTS, N_OPTS, 28);
     fprintf(f, "\nexit status: 0 clean shutdown (SIGINT/SIGTERM), 1 start-up error, 2 usage error\n");
 }
 
 static void on_set(const struct opt *o, void *user) {
     (void)user;
-    if (o->dst == &O.temp) O.set_temp = true;
-    if (o->dst == &O.top_p) O.set_top_p = true;
+    common_opts_on_set(&O.o, o);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -534,8 +515,10 @@ static bool job_params(struct job *j, struct req_error *err) {
     if (cr->has_first_n_base) p->first_n_base = (int32_t)cr->first_n_base;
     if (cr->score_method >= 0) p->score_method = (enum sr_score_method)cr->score_method;
     if (cr->mode >= 0) p->mode = (enum sr_mode)cr->mode;
-    if (cr->policy >= 0) p->policy = (enum sr_policy)cr->policy;
     if (cr->spec_decode >= 0) p->spec_decode = cr->spec_decode != 0;
+    if (cr->policy >= 0) p->policy = (enum sr_policy)cr->policy;
+    if (cr->has_max_step_tokens) p->max_step_tokens = (int32_t)cr->max_step_tokens;
+    if (cr->has_max_answer_tokens) p->max_answer_tokens = (int32_t)cr->max_answer_tokens;
     p->prompt_template = NULL;
     p->should_abort = job_should_abort;
     p->user = j;
@@ -605,7 +588,9 @@ static json_t *stats_json(const struct sr_result *r, const struct sr_run_params 
     }
     json_t *o = json_pack("{s:s,s:s,s:f,s:s,s:b,s:s}", "mode", sr_mode_str(p->mode), "policy", sr_policy_str(p->policy),
                           "threshold", (double)p->threshold,
-                          "score_method", p->score_method == SR_SCORE_GREEDY ? "greedy" : "average",
+                          "score_method", p->score_method == SR_SCORE_GREEDY    ? "greedy"
+                                          : p->score_method == SR_SCORE_AVERAGE ? "average"
+                                                                                : "digit-softmax",
                           "spec_decode", (int)p->spec_decode, "stop", sr_stop_str(r->stop));
     json_object_set_new(o, "steps_by_author",
                         json_pack("{s:I,s:I,s:I,s:I}", "total", (json_int_t)S->n_steps, "small",
@@ -687,7 +672,19 @@ static json_t *completion_json(struct job *j) {
     json_t *root = json_pack("{s:s,s:s,s:I,s:s,s:[o]}", "id", id, "object", "chat.completion", "created",
                              (json_int_t)j->created, "model", G.model_id, "choices", choice);
     json_object_set_new(root, "usage", usage_json(r, &j->rp));
-    json_object_set_new(root, "specreason", stats_json(r, &j->rp));
+    json_t *sp = stats_json(r, &j->rp);
+    if (sp && j->cr.want_result) { /* the library's own JSON form of the result (specreason-eval --server) */
+        char *full = sr_result_to_json(r, &j->rp);
+        json_t *res = full ? json_loads(full, JSON_ALLOW_NUL, NULL) : NULL;
+        sr_free(full);
+        if (!res) {
+            json_decref(sp);
+            json_decref(root);
+            return NULL;
+        }
+        json_object_set_new(sp, "result", res);
+    }
+    json_object_set_new(root, "specreason", sp);
     return root;
 }
 
@@ -1205,16 +1202,8 @@ static bool is_loopback(const char *host) {
 
 int main(int argc, char **argv) {
     struct sr_run_params rp = sr_run_default_params();
+    common_opts_init(&O.o);
     O.threshold = rp.threshold;
-    O.max_step = rp.max_step_tokens;
-    O.budget = rp.token_budget;
-    O.max_answer = rp.max_answer_tokens;
-    O.draft_max = rp.draft_max;
-    O.draft_min = rp.draft_min;
-    O.draft_p_min = rp.draft_p_min;
-    O.small_temp = O.base_temp = O.small_top_p = O.base_top_p = NAN;
-    O.small_ctx = O.base_ctx = -1;
-    O.small_ngl = O.base_ngl = -2;
     O.port = 8080;
     O.parallel = 1;
     O.queue = 16;
@@ -1230,21 +1219,7 @@ int main(int argc, char **argv) {
         if ((rc = pick(O.mode, "mode", m, 3, &v))) return rc;
         rp.mode = (enum sr_mode)v;
     }
-    if (O.score) {
-        static const char *const m[] = {"greedy", "average"};
-        if ((rc = pick(O.score, "score method", m, 2, &v))) return rc;
-        rp.score_method = (enum sr_score_method)v;
-    }
-    if (O.policy) {
-        static const char *const m[] = {"auto", "always", "never"};
-        if ((rc = pick(O.policy, "policy", m, 3, &v))) return rc;
-        rp.policy = (enum sr_policy)v;
-    }
-    if (O.answer_by) {
-        static const char *const m[] = {"base", "loop"};
-        if ((rc = pick(O.answer_by, "answer writer", m, 2, &v))) return rc;
-        rp.answer_by = (enum sr_answer_by)v;
-    }
+    if ((rc = common_opts_run_params(PROG, &O.o, &rp))) return rc;
     G.wrap = NULL;
     if (O.template_name) {
         static const char *const m[] = {"math", "gpqa", "raw"};
@@ -1252,29 +1227,13 @@ int main(int argc, char **argv) {
         G.wrap = v == 0 ? SR_PROMPT_MATH : v == 1 ? SR_PROMPT_GPQA : NULL;
     }
     if (O.prompt_template) G.wrap = O.prompt_template;
-    rp.judge_prompt = O.judge_prompt;
-    rp.judge_prefill = O.judge_prefill;
     rp.threshold = (float)O.threshold;
-    rp.first_n_base = (int32_t)O.first_n;
-    rp.max_step_tokens = (int32_t)O.max_step;
-    rp.token_budget = (int32_t)O.budget;
-    rp.max_answer_tokens = (int32_t)O.max_answer;
     rp.seed = O.seed;
-    rp.strip_think_end = !O.no_strip;
     rp.spec_decode = O.spec_decode;
-    rp.draft_max = (int32_t)O.draft_max;
-    rp.draft_min = (int32_t)O.draft_min;
-    rp.draft_p_min = (float)O.draft_p_min;
-    if (O.set_temp) rp.small.temperature = rp.base.temperature = (float)O.temp;
-    if (O.set_top_p) rp.small.top_p = rp.base.top_p = (float)O.top_p;
-    if (O.greedy) rp.small.temperature = rp.base.temperature = 0.0f;
-    if (!isnan(O.small_temp)) rp.small.temperature = (float)O.small_temp;
-    if (!isnan(O.base_temp)) rp.base.temperature = (float)O.base_temp;
-    if (!isnan(O.small_top_p)) rp.small.top_p = (float)O.small_top_p;
-    if (!isnan(O.base_top_p)) rp.base.top_p = (float)O.base_top_p;
     struct sr_error err = {0};
     if (sr_run_params_check(&rp, &err) != SR_OK) return bad("%s", err.msg);
-    if (!O.small_path && !O.base_path) return bad("give --small and --base (or one of them for modes small/base)");
+    bool have_small = O.o.small_path || O.o.small_url, have_base = O.o.base_path || O.o.base_url;
+    if (!have_small && !have_base) return bad("give --small and --base (or one of them for modes small/base)");
 
     G.api_key = O.api_key ? O.api_key : getenv("SPECREASON_API_KEY");
     if (G.api_key && !*G.api_key) G.api_key = NULL;
@@ -1321,19 +1280,11 @@ int main(int argc, char **argv) {
     unsigned port = di ? di->port : (unsigned)O.port;
     fprintf(stderr, PROG ": listening on http://%s:%u (loading models)\n", host, port);
 
-    struct sr_engine_params ep = sr_engine_default_params();
-    bool need_small = rp.mode != SR_MODE_BASE || rp.spec_decode || O.small_path;
-    if (need_small) ep.small.path = O.small_path;
-    ep.base.path = O.base_path;
-    ep.small.n_ctx = ep.base.n_ctx = (uint32_t)O.ctx;
-    if (O.small_ctx >= 0) ep.small.n_ctx = (uint32_t)O.small_ctx;
-    if (O.base_ctx >= 0) ep.base.n_ctx = (uint32_t)O.base_ctx;
+    /* Requests may ask for any mode: load every model given (a mode whose model is missing fails
+     * that request with a clear error). */
+    struct sr_engine_params ep;
+    common_opts_engine_params(&O.o, have_small, have_base, &ep);
     ep.n_parallel = (int32_t)O.parallel; /* one shared context per model, requests batched together */
-    ep.small.n_threads = ep.base.n_threads = (int32_t)O.threads;
-    ep.small.n_threads_batch = ep.base.n_threads_batch = (int32_t)O.threads_batch;
-    ep.small.n_gpu_layers = ep.base.n_gpu_layers = (int32_t)O.ngl;
-    if (O.small_ngl >= -1) ep.small.n_gpu_layers = (int32_t)O.small_ngl;
-    if (O.base_ngl >= -1) ep.base.n_gpu_layers = (int32_t)O.base_ngl;
     int ret = 0;
     if (sr_engine_init(&ep, &G.eng, &err) != SR_OK) {
         fprintf(stderr, PROG ": %s\n", err.msg);

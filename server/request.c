@@ -253,12 +253,16 @@ static int parse_fields(json_t *root, struct chat_req *r, struct req_error *err)
     if (get_num(root, "threshold", 0, 10, false, &r->has_threshold, &r->threshold, err)) return -1;
     if (get_int(root, "first_n_base", 0, 1 << 24, &r->has_first_n_base, &r->first_n_base, err)) return -1;
     if (get_int(root, "token_budget", 1, 1 << 24, &r->has_token_budget, &r->token_budget, err)) return -1;
-    static const char *const scores[] = {"greedy", "average"};
+    if (get_int(root, "max_step_tokens", 1, 65536, &r->has_max_step_tokens, &r->max_step_tokens, err)) return -1;
+    if (get_int(root, "max_answer_tokens", 0, 1 << 24, &r->has_max_answer_tokens, &r->max_answer_tokens, err))
+        return -1;
+    static const char *const scores[] = {"greedy", "average", "digit-softmax"};
     static const char *const modes[] = {"spec", "base", "small"};
-    if (get_choice(root, "score_method", scores, 2, &r->score_method, err)) return -1;
-    if (get_choice(root, "mode", modes, 3, &r->mode, err)) return -1;
     static const char *const policies[] = {"auto", "always", "never"};
+    if (get_choice(root, "score_method", scores, 3, &r->score_method, err)) return -1;
+    if (get_choice(root, "mode", modes, 3, &r->mode, err)) return -1;
     if (get_choice(root, "policy", policies, 3, &r->policy, err)) return -1;
+    if (get_bool(root, "specreason_result", &r->want_result, err) < 0) return -1;
     bool sd = false;
     int got = get_bool(root, "spec_decode", &sd, err);
     if (got < 0) return -1;
@@ -268,7 +272,7 @@ static int parse_fields(json_t *root, struct chat_req *r, struct req_error *err)
 
 int chat_req_parse(const char *body, size_t len, struct chat_req *r, struct req_error *err) {
     memset(r, 0, sizeof *r);
-    r->score_method = r->mode = r->policy = r->spec_decode = -1;
+    r->score_method = r->mode = r->spec_decode = r->policy = -1;
     if (len == 0) return BAD(NULL, "invalid_json", "the request body is empty (expected a JSON object)");
     json_error_t je;
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
@@ -279,7 +283,7 @@ int chat_req_parse(const char *body, size_t len, struct chat_req *r, struct req_
     json_decref(root);
     if (rc) {
         chat_req_free(r);
-        r->score_method = r->mode = r->policy = r->spec_decode = -1;
+        r->score_method = r->mode = r->spec_decode = r->policy = -1;
     }
     return rc;
 }

@@ -29,7 +29,9 @@ struct chat_req {
     char *model;             /* NULL = not given */
     bool stream, include_usage;
     bool has_max_tokens, has_temperature, has_top_p, has_seed, has_threshold, has_first_n_base, has_token_budget;
-    int64_t max_tokens, first_n_base, token_budget;
+    bool has_max_step_tokens, has_max_answer_tokens;
+    bool want_result;  /* "specreason_result": true: the whole result in specreason.result */
+    int64_t max_tokens, first_n_base, token_budget, max_step_tokens, max_answer_tokens;
     double temperature, top_p, threshold;
     uint64_t seed;
     int score_method; /* -1 = not given, else enum sr_score_method */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "dataset.h"
+#include "jsonutil.h"
 #include "testutil.h"
 #include "util.h"
 
@@ -102,6 +103,16 @@ static char *gpqa_csv(bool with_id) {
     return sr_buf_take(&b);
 }
 
+/* Appends s as a JSON string literal (jansson writes it). */
+static void put_json_str(struct sr_buf *b, const char *s) {
+    json_t *v = sr_jstr(s);
+    char *t = json_dumps(v, JSON_ENCODE_ANY);
+    if (t) sr_buf_puts(b, t);
+    else b->oom = true;
+    free(t);
+    json_decref(v);
+}
+
 static char *gpqa_jsonl(void) {
     struct sr_buf b = {0};
     for (int i = 0; i < N_GPQA; i++) {
@@ -110,14 +121,14 @@ static char *gpqa_jsonl(void) {
         sr_buf_puts(&b, "{\"Record ID\": ");
         char id[16];
         snprintf(id, sizeof id, "rec%03d", i);
-        sr_buf_json_str(&b, id, strlen(id));
+        put_json_str(&b, id);
         sr_buf_puts(&b, ", \"Question\": ");
-        sr_buf_json_str(&b, q, strlen(q));
+        put_json_str(&b, q);
         sr_buf_puts(&b, ", \"Correct Answer\": ");
-        sr_buf_json_str(&b, c, strlen(c));
+        put_json_str(&b, c);
         for (int k = 0; k < 3; k++) {
             sr_buf_printf(&b, ", \"Incorrect Answer %d\": ", k + 1);
-            sr_buf_json_str(&b, w[k], strlen(w[k]));
+            put_json_str(&b, w[k]);
         }
         sr_buf_puts(&b, ", \"Subdomain\": \"Physics\"}\n");
     }
@@ -248,7 +259,7 @@ static void expect_error(const char *name, const char *text, enum sr_dataset_kin
 static void test_errors(void) {
     expect_error("bad1.jsonl",
                  "{\"id\":1,\"problem\":\"p\",\"answer\":\"1\"}\n\n{\"id\":2,\"problem\":\"p\" \"answer\":\"2\"}\n",
-                 SR_DATASET_AUTO, SR_ERR_INVALID_ARG, "bad1.jsonl line 3 col 23: expected ',' or '}' in object");
+                 SR_DATASET_AUTO, SR_ERR_INVALID_ARG, "bad1.jsonl line 3 col 30: '}' expected near '\"answer\"'");
     expect_error("bad2.jsonl", "{\"id\":1,\"problem\":\"p\"}\n", SR_DATASET_MATH, SR_ERR_INVALID_ARG,
                  "line 1: missing field \"answer\"");
     expect_error("bad3.jsonl", "{\"id\":1,\"problem\":\"p\",\"answer\":\"1\"}\n[1,2]\n", SR_DATASET_AUTO,
@@ -271,7 +282,7 @@ static void test_errors(void) {
     expect_error("bad9.jsonl", "{\"Question\":\"q\",\"Correct Answer\":\"a\",\"Incorrect Answer 1\":\"b\"}\n",
                  SR_DATASET_AUTO, SR_ERR_INVALID_ARG, "line 1: missing field \"Incorrect Answer 2\"");
     expect_error("bad10.json", "[{\"problem\":\"p\",\"answer\":1},\n {\"problem\":\"p\",\"answer\":]\n",
-                 SR_DATASET_AUTO, SR_ERR_INVALID_ARG, "bad10.json line 2 col 26: unexpected character");
+                 SR_DATASET_AUTO, SR_ERR_INVALID_ARG, "bad10.json line 2 col 26: unexpected token near ']'");
     expect_error("bad11.csv", "problem,answer\n1+1,2\n", SR_DATASET_MATH, SR_ERR_INVALID_ARG,
                  "CSV is supported for GPQA only");
 

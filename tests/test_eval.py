@@ -2,6 +2,10 @@
 """test_eval.py PART EVAL SMALL BASE MATH500 WORKDIR: tests of specreason-eval (cli/eval.c).
 
 PART is one of:
+  server  (extra args: SERVER SMALL_F32 BASE_F32) 3 MATH-500 problems x (base, small, spec t=3,7)
+          through a real specreason-server on a free loopback port, --concurrency 2: the same
+          records (answers, grades, step counts, texts, steps) as the in-process evaluation of
+          the same problems; resume across runs skips what is done.
   e2e     3 MATH-500 problems x (base, small, spec t=3, spec t=7): results.jsonl, summary.json,
           summary.csv and chart.svg are complete and agree; a rerun skips everything (and is much
           faster); a record cut mid-line is redone, and only that one; other settings mean new records.
@@ -18,6 +22,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -173,6 +178,26 @@ def part_e2e():
     except ValueError:
         check(False, f"--json output is not JSON: {p.stdout[:200]}")
     check(t_second < t_first / 3, f"rerun {t_second:.2f} s is not much faster than {t_first:.2f} s")
+
+    # resume compatibility: the writer's key fields keep the shape the earlier hand-written writer
+    # used, and a store written by another JSON writer (spaces, other key order, thresholds as
+    # 3.0, a BOM-less CRLF-free file) still loads: every record is recognised and skipped.
+    first = before.split(b"\n", 1)[0].decode()
+    check(re.match(r'^\{"id":"[^"]+","mode":"base","threshold":null,"sample":0,"seed":0,"settings":"[0-9a-f]{16}",'
+                   r'"kind":"math",', first) is not None, f"record line shape: {first[:160]}")
+    check(re.search(r'"threshold":(3|7),"sample"', before.decode()) is not None, "integral thresholds written as 3/7")
+    alien = []
+    for r in recs:
+        r2 = dict(r)
+        if r2["threshold"] is not None:
+            r2["threshold"] = float(r2["threshold"])
+        alien.append(json.dumps(r2, sort_keys=True))
+    with open(res, "w", encoding="utf-8") as f:
+        f.write("\n".join(alien) + "\n")
+    p, _ = run(args + ["--json"], "ok: rerun on a store written by another JSON writer")
+    check(p.returncode == 0 and "12 of 12 records already done" in p.stderr, f"foreign store rerun: {p.stderr}")
+    with open(res, "wb") as f:
+        f.write(before)
 
     # a crash mid-write: the last line is cut in the middle; exactly that record is redone
     data = before.rstrip(b"\n")
@@ -353,7 +378,9 @@ def part_bad():
         ("no --data", 2, r"--data FILE is required", m),
         ("no --small", 2, r"need --small", ["--base", "x"] + d + ["--modes", "spec"]),
         ("unknown option", 2, r"unknown option '--bogus'", m + d + ["--bogus"]),
-        ("server mode", 2, r"not available yet", m + d + ["--server", "http://127.0.0.1:8080"]),
+        ("server unreachable", 1, r"127\.0\.0\.1:1/health", ["--server", "http://127.0.0.1:1"] + d + ["--limit", "1"]),
+        ("concurrency without --server", 2, r"--concurrency needs --server", m + d + ["--concurrency", "2"]),
+        ("seed too large", 2, r"below 2\^63", m + d + ["--seed", "18446744073709551615"]),
         ("template without {problem}", 2, r"no \{problem\}", m + d + ["--prompt-template", "hello"]),
         ("missing model", 1, r"missing-(small|base)\.gguf", m + d + ["--limit", "1"]),
         ("report without results", 1, r"cannot read .*results\.jsonl",
@@ -371,10 +398,85 @@ def part_bad():
         p, _ = run(m + d + ["--limit", "1"], "directory in use")
         check(p.returncode == 1 and "in use" in p.stderr, f"[in use] {p.returncode} {p.stderr}")
     p, _ = run(["--help"], "help")
-    check(p.returncode == 0 and "--thresholds" in p.stdout and "not available yet" in p.stdout, "--help")
+    check(p.returncode == 0 and "--thresholds" in p.stdout and "--concurrency" in p.stdout, "--help")
 
 
-{"e2e": part_e2e, "gpqa": part_gpqa, "report": part_report, "bad": part_bad}[PART]()
+def part_server():
+    server, small, base = sys.argv[7:10]
+    run_opts = ["--budget", "64", "--max-step-tokens", "16", "--max-answer-tokens", "16", "--greedy",
+                "--policy", "always"]
+    common = ["--data", MATH500, "--modes", "base,small,spec", "--thresholds", "3,7", "--save-steps"] + run_opts
+    local = os.path.join(WORK, "server-local")
+    remote = os.path.join(WORK, "server-remote")
+    for d in (local, remote):
+        shutil.rmtree(d, ignore_errors=True)
+    # F32 models: batched and single-row products round alike, so batched == alone exactly.
+    p, _ = run(["--small", small, "--base", base, "--ctx", "2048", "--threads", "1", "--limit", "3", "--out", local]
+               + common, "ok: in-process")
+    check(p.returncode == 0, f"in-process exit {p.returncode}: {p.stderr}")
+    srv = subprocess.Popen([server, "--small", small, "--base", base, "--port", "0", "--parallel", "2", "--ctx", "2048",
+                            "--threads", "1", "--quiet"] + run_opts, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                           text=True)
+    try:
+        url = None
+        deadline = time.time() + 120
+        while time.time() < deadline and url is None:
+            line = srv.stderr.readline()
+            if not line:
+                break
+            m = re.search(r"ready on (http://127\.0\.0\.1:\d+)", line)
+            if m:
+                url = m.group(1)
+        check(url is not None, "server did not start")
+        if url is None:
+            return
+        # first two problems, then all three: the second run resumes (8 of 12 done)
+        args = ["--server", url, "--concurrency", "2", "--out", remote] + common
+        p, _ = run(args + ["--limit", "2"], "ok: through the server, 2 problems")
+        check(p.returncode == 0, f"server eval exit {p.returncode}: {p.stderr}")
+        check(len(records(os.path.join(remote, "results.jsonl"))) == 8, "8 records after the first server run")
+        p, _ = run(args + ["--limit", "3", "--json"], "ok: through the server, resumed")
+        check(p.returncode == 0, f"resumed exit {p.returncode}: {p.stderr}")
+        check("8 of 12 records already done" in p.stderr, f"resume stderr: {p.stderr}")
+        try:
+            check(json.loads(p.stdout)["records"] == {"planned": 12, "skipped": 8, "ran": 4, "failed": 0},
+                  f"resumed records: {p.stdout[:300]}")
+        except (ValueError, KeyError):
+            check(False, f"resumed --json: {p.stdout[:300]}")
+        p, _ = run(args + ["--limit", "3"], "ok: through the server, nothing left")
+        check(p.returncode == 0 and "12 of 12 records already done" in p.stderr, f"rerun: {p.stderr}")
+    finally:
+        srv.send_signal(signal.SIGTERM)
+        try:
+            rc = srv.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            rc = "timeout"
+        check(rc == 0, f"server exit status after SIGTERM: {rc}")
+    loc = {(r["id"], r["mode"], r["threshold"]): r for r in records(os.path.join(local, "results.jsonl"))}
+    rem = {(r["id"], r["mode"], r["threshold"]): r for r in records(os.path.join(remote, "results.jsonl"))}
+    check(len(loc) == 12 and set(loc) == set(rem), f"same record keys: {sorted(set(loc) ^ set(rem))}")
+    stat_keys = ["steps", "steps_small", "steps_base_reject", "steps_base_forced", "judged", "score_hist",
+                 "adopted_tokens", "adopted_small", "adopted_base", "answer_tokens", "rejected_tokens"]
+    for k in sorted(set(loc) & set(rem)):
+        a, b = loc[k], rem[k]
+        for f in ("answer", "extracted", "correct", "truth", "stop", "text", "tokens", "kind", "sample", "seed"):
+            check(a[f] == b[f], f"{k}: {f} differs: {a[f]!r} vs {b[f]!r}")
+        for f in stat_keys:
+            check(a["stats"][f] == b["stats"][f], f"{k}: stats.{f} differs: {a['stats'][f]} vs {b['stats'][f]}")
+        check(set(a["stats"]) == set(b["stats"]), f"{k}: stats fields differ")
+        check([(x["author"], x["text"], x["score"]) for x in a["result"]["steps"]] ==
+              [(x["author"], x["text"], x["score"]) for x in b["result"]["steps"]], f"{k}: steps differ")
+        check(a["backend"] == "in-process" and b["backend"] == "specreason-server", f"{k}: backend names")
+    with open(os.path.join(remote, "summary.json"), encoding="utf-8") as f:
+        sr_ = json.load(f)
+    with open(os.path.join(local, "summary.json"), encoding="utf-8") as f:
+        sl = json.load(f)
+    check([(g["mode"], g["threshold"], g["n"], g["correct"]) for g in sr_["groups"]] ==
+          [(g["mode"], g["threshold"], g["n"], g["correct"]) for g in sl["groups"]], "same summary groups")
+
+
+{"e2e": part_e2e, "gpqa": part_gpqa, "report": part_report, "bad": part_bad, "server": part_server}[PART]()
 if FAILS:
     print(f"{len(FAILS)} check(s) failed")
     sys.exit(1)

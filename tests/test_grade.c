@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "jsonutil.h"
 #include "specreason_grade.h"
 #include "testutil.h"
 #include "util.h"
@@ -287,7 +287,7 @@ static char *read_file(const char *path, size_t *len) {
 }
 
 /* Calls fn(record, line_no, user) for each JSONL line of path. Returns the number of records. */
-static size_t for_each_record(const char *path, void (*fn)(const struct sr_json *, size_t, void *),
+static size_t for_each_record(const char *path, void (*fn)(json_t *, size_t, void *),
                               void *user) {
     size_t len = 0;
     char *data = read_file(path, &len);
@@ -303,13 +303,13 @@ static size_t for_each_record(const char *path, void (*fn)(const struct sr_json 
         line++;
         if (e > i) {
             char err[160];
-            struct sr_json *rec = sr_json_parse(data + i, e - i, err, sizeof err);
+            json_t *rec = sr_jparse(data + i, e - i, err, sizeof err);
             if (!rec) {
                 fprintf(stderr, "%s:%zu: %s\n", path, line, err);
                 t_fail++;
             } else {
                 fn(rec, line, user);
-                sr_json_free(rec);
+                json_decref(rec);
                 count++;
             }
         }
@@ -352,17 +352,17 @@ static char *variant(const char *ans) {
     return sr_buf_take(&b);
 }
 
-static void math_record(const struct sr_json *rec, size_t line, void *user) {
+static void math_record(json_t *rec, size_t line, void *user) {
     struct math_stats *st = user;
-    const char *id = sr_json_str(sr_json_get(rec, "id"));
-    const char *answer = sr_json_str(sr_json_get(rec, "answer"));
-    const struct sr_json *sol = sr_json_get(rec, "solution");
-    if (!id || !answer || !sr_json_str(sol)) {
+    const char *id = json_string_value(json_object_get(rec, "id"));
+    const char *answer = json_string_value(json_object_get(rec, "answer"));
+    json_t *sol = json_object_get(rec, "solution");
+    if (!id || !answer || !json_string_value(sol)) {
         fprintf(stderr, "math500 line %zu: missing field\n", line);
         st->fail++;
         return;
     }
-    char *ext = sr_grade_extract(sol->str, sol->len);
+    char *ext = sr_grade_extract(json_string_value(sol), json_string_length(sol));
     bool ok = ext && sr_grade_equal(ext, answer);
     if (ok) {
         st->pass++;
@@ -442,12 +442,12 @@ struct aime_stats {
     size_t n, boxed, match, answers_int;
 };
 
-static void aime_record(const struct sr_json *rec, size_t line, void *user) {
+static void aime_record(json_t *rec, size_t line, void *user) {
     struct aime_stats *st = user;
     st->n++;
-    const char *answer = sr_json_str(sr_json_get(rec, "answer"));
-    const struct sr_json *sol = sr_json_get(rec, "solution");
-    if (!answer || !sr_json_str(sol)) {
+    const char *answer = json_string_value(json_object_get(rec, "answer"));
+    json_t *sol = json_object_get(rec, "solution");
+    if (!answer || !json_string_value(sol)) {
         fprintf(stderr, "aime2024 line %zu: missing field\n", line);
         return;
     }
@@ -460,7 +460,7 @@ static void aime_record(const struct sr_json *rec, size_t line, void *user) {
     if (digits && sr_grade_equal(answer, answer) && sr_grade_equal(padded, answer)) st->answers_int++;
     else fprintf(stderr, "aime2024 line %zu: answer [%s] not a parseable integer\n", line, answer);
     free(norm);
-    char *ext = sr_grade_extract(sol->str, sol->len);
+    char *ext = sr_grade_extract(json_string_value(sol), json_string_length(sol));
     if (ext) {
         st->boxed++;
         if (sr_grade_equal(ext, answer)) st->match++;

@@ -23,6 +23,8 @@ PARTS = sys.argv[4].split(",") if len(sys.argv) > 4 else ["api", "errors", "disc
 # F32 models (fixture models_sd): batched and single-row matrix products round alike there, so
 # "batched == alone" is exact (with F16 weights a near-tie can flip an argmax, as in any engine).
 SMALL, BASE = os.path.join(MODELS, "small-f32.gguf"), os.path.join(MODELS, "base-f32.gguf")
+# Both sides run policy always: policy auto's per-step decisions depend on measured time, so only
+# the fixed policies give the same text twice.
 RUN = ["--threads", "1", "--ctx", "2048", "--budget", "64", "--max-step-tokens", "16", "--max-answer-tokens", "8",
        "--greedy", "--policy", "always"]
 failures = []
@@ -204,10 +206,25 @@ def part_api():
                             ({"threshold": 10, "first_n_base": 1}, ["--threshold", "10", "--first-n-base", "1"]),
                             ({"score_method": "average", "threshold": 4}, ["--score", "average", "--threshold", "4"]),
                             ({"max_tokens": 24}, ["--budget", "24"]), ({"token_budget": 40}, ["--budget", "40"]),
-                            ({"policy": "never"}, ["--policy", "never"]), ({"policy": "never"}, ["--mode", "base"])]:
+                            ({"policy": "never"}, ["--policy", "never"]), ({"policy": "never"}, ["--mode", "base"]),
+                            ({"score_method": "digit-softmax", "threshold": 5}, ["--score", "digit-softmax", "--threshold", "5"]),
+                            ({"max_step_tokens": 8, "max_answer_tokens": 4},
+                             ["--max-step-tokens", "8", "--max-answer-tokens", "4"])]:
             st, r = s.chat(dict(msg(PROMPTS[1]), **body))
             c = cli_text(PROMPTS[1], *flags)
             check(st == 200 and full_text(r) == c["text"], "server == cli with %s" % body)
+            if body.get("policy") == "never":
+                check(r["specreason"]["judged"] == 0 and r["specreason"]["steps_by_author"]["small"] == 0,
+                      "policy never: base only %s" % r["specreason"])
+        # The whole result on request, as the library writes it (what specreason-eval --server reads).
+        st, r = s.chat(dict(msg(PROMPTS[1]), specreason_result=True))
+        c = cli_text(PROMPTS[1])
+        res = r["specreason"].get("result") if st == 200 else None
+        check(isinstance(res, dict) and res["text"] == c["text"] and res["answer"] == c["answer"] and
+              res["stop"] == c["stop"] and [x["text"] for x in res["steps"]] == [x["text"] for x in c["steps"]] and
+              set(res["stats"]) == set(c["stats"]) and res["policy"] == "always", "specreason.result == cli --json")
+        st, r = s.chat(msg(PROMPTS[1]))
+        check(st == 200 and "result" not in r["specreason"], "no result unless asked")
         # Sampling: the same seed gives the same text, another seed another one.
         sampled = [s.chat(dict(msg(PROMPTS[1]), temperature=0.8, seed=sd))[1] for sd in (5, 5, 6)]
         check(full_text(sampled[0]) == full_text(sampled[1]), "same seed, same text")
@@ -280,6 +297,8 @@ def part_errors():
             (dict(msg("x"), threshold=12), 400, "threshold", "invalid_value"),
             (dict(msg("x"), mode="turbo"), 400, "mode", "invalid_value"),
             (dict(msg("x"), policy="sometimes"), 400, "policy", "invalid_value"),
+            (dict(msg("x"), max_step_tokens=0), 400, "max_step_tokens", "invalid_value"),
+            (dict(msg("x"), specreason_result="yes"), 400, "specreason_result", "invalid_type"),
             (dict(msg("x"), seed=-1), 400, "seed", "invalid_value"),
             (dict(msg("x"), stop=[1]), 400, "stop", "invalid_type"),
             (dict(msg("x"), n=2), 400, "n", "unsupported_parameter"),

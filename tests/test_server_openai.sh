@@ -11,6 +11,7 @@ if [ ! -d "$scratch/node_modules/openai" ]; then
     (cd "$scratch" && npm install --no-audit --no-fund --silent openai) || { echo "FAIL: npm install openai"; exit 1; }
 fi
 log=$scratch/server.log
+# policy always: streamed and non-streamed runs must give the same text (auto decides by time)
 "$server" --small "$dir/small-b.gguf" --base "$dir/base-b.gguf" --port 0 --threads 1 --ctx 2048 --budget 48 \
     --max-step-tokens 16 --max-answer-tokens 8 --greedy --policy always --api-key test-key 2> "$log" &
 pid=$!

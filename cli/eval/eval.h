@@ -16,8 +16,9 @@
  * line, left by a crash mid-write, is cut off and redone). The models are loaded once, into one
  * engine and one session, and only when something is left to run.
  *
- * Runs go through `struct backend` (run one user message with a parameter set, get an sr_result),
- * so a remote engine can be added beside the in-process one.
+ * Runs go through `struct backend` (run one user message with a parameter set, get an sr_result):
+ * the in-process engine (runner.c), or a running specreason-server (client.c, --server URL,
+ * --concurrency N records at once).
  * Exit codes: 0 success, 1 model, data, run or I/O error, 2 usage error, 130 interrupted.
  */
 #ifndef SR_CLI_EVAL_H
@@ -40,7 +41,7 @@ struct cli {
     struct common_opts o; /* models, steps, sampling, drafting, hardware (cli/opts.c) */
     const char *data, *kind, *modes, *thresholds, *ids, *out, *server, *html;
     const char *template_name, *prompt_template, *progress;
-    int64_t k, limit;
+    int64_t k, limit, concurrency;
     uint64_t seed;
     bool report, save_steps, json, quiet, verbose, help, version;
     bool set_thresholds;
@@ -119,19 +120,13 @@ struct grade {
     bool correct;
 };
 
-/* JSON helpers (each key is preceded by a comma). */
-void key_(struct sr_buf *b, const char *k);
-void kv_str(struct sr_buf *b, const char *k, const char *v);
-void kv_num(struct sr_buf *b, const char *k, double v);
-void kv_raw(struct sr_buf *b, const char *k, const char *raw);
 /* One results.jsonl line (with its newline). */
 char *record_json(const struct item *it, const struct config *c, bool gpqa, const struct sr_result *res,
                   const struct grade *g, double latency_ms, const struct sr_run_params *rp, const char *backend);
 
 /* ---- backends (runner.c) ---- */
-/* A way to run one problem. The in-process engine is the only implementation; a client of a
- * remote engine (specreason-server, llama-server, vLLM) would fill the same table, building the
- * sr_result from the server's JSON reply. */
+/* A way to run one problem: the in-process engine (runner.c) or a specreason-server (client.c),
+ * which builds the sr_result from the server's JSON reply. */
 struct backend {
     const char *name;
     void *state;
@@ -143,6 +138,10 @@ struct backend {
     void (*free_result)(void *state, struct sr_result *r);
     void (*close)(void *state);
 };
+
+/* client.c: the backend of --server URL (a running specreason-server); checks GET /health and
+ * takes the model id from GET /v1/models. run_one may be called from several threads at once. */
+enum sr_status client_open(const char *url, struct backend *be, char *err, size_t errlen);
 
 /* ---- progress (runner.c) ---- */
 enum prog_style { PROG_NONE, PROG_BAR, PROG_LINES };
@@ -187,9 +186,10 @@ struct state {
 
 /* store.c: opens OUT/results.jsonl (locked; --report only reads it) and loads its records. */
 int open_results(struct state *S);
-/* runner.c: loads the models into the in-process backend and installs the Ctrl-C handler. */
+/* runner.c: loads the models into the in-process backend (or connects to --server) and installs
+ * the Ctrl-C handler. */
 int open_backend(struct state *S, const struct sr_engine_params *ep);
-/* runner.c: runs every record not in the store; 0 or an exit code. */
+/* runner.c: runs every record not in the store, --concurrency at once; 0 or an exit code. */
 int run_all(struct state *S, const struct sr_run_params *rp, bool gpqa, const char *tmpl, struct progress *P);
 /* report.c: the groups' statistics from the store. */
 void summarise(struct state *S);

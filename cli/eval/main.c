@@ -48,7 +48,9 @@ static const struct opt OPTS[] = {
     COMMON_OPTS_HARDWARE(C.o),
     COMMON_OPTS_REMOTE(C.o),
     {"save-steps", 0, OPT_FLAG, &C.save_steps, 0, 0, "also store every step (the full result JSON) in each record"},
-    {"server", 0, OPT_STR, &C.server, 0, 0, "URL of a running engine server (not available yet)"},
+    {"server", 0, OPT_STR, &C.server, 0, 0,
+     "run through a running specreason-server at URL (e.g. http://127.0.0.1:8080) instead of in-process models"},
+    {"concurrency", 0, OPT_INT, &C.concurrency, 1, 256, "--server: records run at once (default 1)"},
     {"progress", 0, OPT_STR, &C.progress, 0, 0,
      "auto | bar | lines | none: progress on stderr (default auto: bar on a terminal, else lines)"},
     {"quiet", 'q', OPT_FLAG, &C.quiet, 0, 0, "no progress output (same as --progress none)"},
@@ -66,8 +68,9 @@ static void usage(FILE *f) {
             "every threshold of the spec modes), k samples each; outputs are graded, appended to\n"
             "OUT/results.jsonl (a rerun skips what is done) and summarised as a table on stdout,\n"
             "OUT/summary.json, OUT/summary.csv and OUT/chart.svg (accuracy vs latency).\n"
-            "Runs use the in-process engine; server mode (specreason-server, llama-server, vLLM) is\n"
-            "not available yet.\n\noptions:\n");
+            "Runs use the in-process engine, or with --server URL a running specreason-server (started\n"
+            "with the same models and options; the run parameters go in each request), --concurrency N\n"
+            "records at once.\n\noptions:\n");
     opt_usage(f, OPTS, N_OPTS, 26);
     fprintf(f, "\nmodes: base (base model alone), small (small model alone), spec (small drafts, base\n"
                "judges), spec+decode and base+decode (the same with token-level speculative decoding\n"
@@ -169,12 +172,16 @@ static void config_settings(struct config *c, const struct sr_run_params *rp, co
                       "answer_by=%d\nstrip_think_end=%d\n",
                   (int)kind, tmpl, rp->first_n_base, rp->max_step_tokens, rp->token_budget, rp->max_answer_tokens,
                   (int)rp->answer_by, (int)rp->strip_think_end);
-    if (uses_small(m)) {
+    if (C.server) {
+        /* the server's models and hardware are its own: records are keyed by its URL */
+        sr_buf_printf(&b, "server=%s\nsampling=%.9g/%.9g\n", C.server, (double)rp->small.temperature,
+                      (double)rp->small.top_p);
+    } else if (uses_small(m)) {
         model_id(&b, "small", C.o.small_path ? C.o.small_path : "");
         sr_buf_printf(&b, "small=%.9g/%.9g ctx=%u ngl=%d threads=%d\n", (double)rp->small.temperature,
                       (double)rp->small.top_p, ep->small.n_ctx, ep->small.n_gpu_layers, ep->small.n_threads);
     }
-    if (uses_base(m)) {
+    if (!C.server && uses_base(m)) {
         model_id(&b, "base", C.o.base_path ? C.o.base_path : "");
         sr_buf_printf(&b, "base=%.9g/%.9g ctx=%u ngl=%d threads=%d\n", (double)rp->base.temperature,
                       (double)rp->base.top_p, ep->base.n_ctx, ep->base.n_gpu_layers, ep->base.n_threads);
@@ -308,8 +315,10 @@ int main(int argc, char **argv) {
     if (rc) return rc;
     if (C.help) { usage(stdout); return 0; }
     if (C.version) { printf(PROG " %s\n", sr_version()); return 0; }
-    if (C.server)
-        return bad("--server: server mode is not available yet; runs use the in-process engine (--small, --base)");
+    if (C.concurrency > 1 && !C.server) return bad("--concurrency needs --server (in-process runs go one at a time)");
+    if (C.server && !*C.server) return bad("--server needs a URL");
+    if (C.seed > (uint64_t)INT64_MAX - (uint64_t)C.k)
+        return bad("--seed plus --k must stay below 2^63 (seeds are stored as JSON integers)");
     if (!C.data) return bad("--data FILE is required");
     if (!*C.out) return bad("--out must not be empty");
 
@@ -336,6 +345,9 @@ int main(int argc, char **argv) {
     rp.prompt_template = "{problem}"; /* the harness fills the templates itself */
     struct sr_error err = {0};
     if (sr_run_params_check(&rp, &err) != SR_OK) return bad("%s", err.msg);
+    if (C.server && (rp.small.temperature != rp.base.temperature || rp.small.top_p != rp.base.top_p))
+        return bad("--server: a request sets one temperature and top-p for both models; per-model values are the "
+                   "server's own options");
 
     struct state S;
     memset(&S, 0, sizeof S);
@@ -346,8 +358,8 @@ int main(int argc, char **argv) {
         need_small = need_small || uses_small(S.cfg[i].m);
         need_base = need_base || uses_base(S.cfg[i].m);
     }
-    if (!C.report && need_small && !C.o.small_path && !C.o.small_url) { ret = bad("the selected modes need --small or --small-url"); goto done; }
-    if (!C.report && need_base && !C.o.base_path && !C.o.base_url) { ret = bad("the selected modes need --base or --base-url"); goto done; }
+    if (!C.report && !C.server && need_small && !C.o.small_path && !C.o.small_url) { ret = bad("the selected modes need --small or --small-url"); goto done; }
+    if (!C.report && !C.server && need_base && !C.o.base_path && !C.o.base_url) { ret = bad("the selected modes need --base or --base-url"); goto done; }
 
     struct sr_engine_params ep;
     common_opts_engine_params(&C.o, need_small, need_base, &ep);

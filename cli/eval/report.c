@@ -12,6 +12,7 @@
 
 #include "eval.h"
 #include "report_html.h"
+#include "jsonutil.h"
 
 /* Writes data to DIR/name through a temporary file and a rename, so readers never see half a file. */
 static int write_file(const char *dir, const char *name, const char *data, size_t len) {
@@ -67,44 +68,46 @@ static double median(double *v, size_t n) {
 /* Summary: table, JSON, CSV, SVG                                                             */
 
 
-static void json_num_or_null(struct sr_buf *b, double v) {
-    if (isfinite(v)) sr_buf_printf(b, "%.6g", v);
-    else sr_buf_puts(b, "null");
-}
-
 static char *summary_json(const struct group *G, size_t ng, const struct sr_dataset *ds, size_t n_problems,
                           const struct progress *P) {
-    struct sr_buf b = {0};
-    sr_buf_printf(&b, "{\"tool\":\"" PROG "\",\"version\":\"%s\"", sr_version());
-    kv_str(&b, "data", C.data);
-    kv_str(&b, "kind", ds->kind == SR_DATASET_GPQA ? "gpqa" : "math");
-    sr_buf_printf(&b, ",\"problems\":%zu,\"k\":%lld,\"seed\":%llu", n_problems, (long long)C.k,
-                  (unsigned long long)C.seed);
-    kv_str(&b, "out", C.out);
-    kv_raw(&b, "report", C.report ? "true" : "false");
-    sr_buf_printf(&b, ",\"records\":{\"planned\":%zu,\"skipped\":%zu,\"ran\":%zu,\"failed\":%zu}", P->total,
-                  P->skipped, P->done, P->failed);
-    sr_buf_puts(&b, ",\"groups\":[");
-    for (size_t i = 0; i < ng; i++) {
+    json_t *o = json_pack("{s:s,s:s}", "tool", PROG, "version", sr_version());
+    if (!o) return NULL;
+    bool ok = sr_jset(o, "data", sr_jstr(C.data)) &&
+              sr_jset(o, "kind", sr_jstr(ds->kind == SR_DATASET_GPQA ? "gpqa" : "math")) &&
+              sr_jset(o, "problems", json_integer((json_int_t)n_problems)) &&
+              sr_jset(o, "k", json_integer((json_int_t)C.k)) && sr_jset(o, "seed", json_integer((json_int_t)C.seed)) &&
+              sr_jset(o, "out", sr_jstr(C.out)) && sr_jset(o, "report", json_boolean(C.report)) &&
+              sr_jset(o, "records", json_pack("{s:I,s:I,s:I,s:I}", "planned", (json_int_t)P->total, "skipped",
+                                              (json_int_t)P->skipped, "ran", (json_int_t)P->done, "failed",
+                                              (json_int_t)P->failed));
+    json_t *groups = json_array();
+    ok = ok && sr_jset(o, "groups", groups);
+    for (size_t i = 0; ok && i < ng; i++) {
         const struct group *g = &G[i];
-        sr_buf_puts(&b, i ? ",{\"mode\":" : "{\"mode\":");
-        sr_buf_json_str(&b, g->c->m->name, strlen(g->c->m->name));
-        kv_raw(&b, "threshold", g->c->has_thr ? g->c->thr_str : "null");
-        kv_str(&b, "settings", C.report ? NULL : g->c->settings);
-        sr_buf_printf(&b, ",\"planned\":%zu,\"n\":%zu,\"correct\":%zu,\"errors\":%zu", g->planned, g->n, g->correct,
-                      g->errors);
+        json_t *go = json_object();
+        ok = go && json_array_append_new(groups, go) == 0;
+        ok = ok && sr_jset(go, "mode", sr_jstr(g->c->m->name)) &&
+             sr_jset(go, "threshold", g->c->has_thr ? sr_jnum_exact(strtod(g->c->thr_str, NULL)) : json_null()) &&
+             sr_jset(go, "settings", sr_jstr(C.report ? NULL : g->c->settings)) &&
+             sr_jset(go, "planned", json_integer((json_int_t)g->planned)) &&
+             sr_jset(go, "n", json_integer((json_int_t)g->n)) &&
+             sr_jset(go, "correct", json_integer((json_int_t)g->correct)) &&
+             sr_jset(go, "errors", json_integer((json_int_t)g->errors));
         const char *names[] = {"accuracy", "ci_low", "ci_high", "mean_latency_ms", "median_latency_ms",
                                "mean_tokens", "acceptance", "sd_acceptance", "speedup"};
         const double vals[] = {g->acc, g->ci_lo, g->ci_hi, g->mean_ms, g->median_ms,
                                g->mean_tokens, g->acceptance, g->sd_acceptance, g->speedup};
-        for (size_t k = 0; k < sizeof vals / sizeof vals[0]; k++) {
-            key_(&b, names[k]);
-            json_num_or_null(&b, vals[k]);
-        }
-        sr_buf_puts(&b, "}");
+        for (size_t k = 0; ok && k < sizeof vals / sizeof vals[0]; k++) ok = sr_jset(go, names[k], sr_jnum(vals[k]));
     }
-    sr_buf_puts(&b, "]}\n");
-    return sr_buf_take(&b);
+    char *s = ok ? sr_jdump(o) : NULL;
+    json_decref(o);
+    if (!s) return NULL;
+    size_t n = strlen(s);
+    char *out = realloc(s, n + 2);
+    if (!out) { free(s); return NULL; }
+    out[n] = '\n';
+    out[n + 1] = '\0';
+    return out;
 }
 
 static void csv_num(struct sr_buf *b, double v) {

@@ -5,6 +5,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,9 +28,8 @@ void fmt_dur(double s, char *buf, size_t size) {
 /* ------------------------------------------------------------------------------------------ */
 /* Backends: how one problem is run                                                           */
 
-/* A way to run one problem. The in-process engine is the only implementation; a client of a
- * remote engine (specreason-server, llama-server, vLLM) would fill the same table, building the
- * sr_result from the server's JSON reply. */
+/* The in-process engine: one engine and one session, one record at a time. (client.c is the
+ * other backend: a running specreason-server.) */
 
 struct local_state {
     struct sr_engine *eng;
@@ -230,7 +230,8 @@ static bool on_event(const struct sr_event *ev, void *user) {
 
 int open_backend(struct state *S, const struct sr_engine_params *ep) {
     char berr[600];
-    if (local_open(ep, &S->be, berr, sizeof berr) != SR_OK) return fail("%s", berr);
+    enum sr_status st = C.server ? client_open(C.server, &S->be, berr, sizeof berr) : local_open(ep, &S->be, berr, sizeof berr);
+    if (st != SR_OK) return fail("%s", berr);
     S->have_backend = true;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -242,91 +243,164 @@ int open_backend(struct state *S, const struct sr_engine_params *ep) {
     return 0;
 }
 
-/* Runs every (problem, sample, configuration) whose record is missing, in that order, appending
- * each graded record to results.jsonl as soon as it is done. */
+/* One record to run: problem, sample and configuration, with its store key. */
+struct task {
+    size_t pi, ci;
+    int64_t s;
+    char *key;
+};
+
+/* The run over every missing record, shared by the workers. mu guards everything below it and
+ * the store, the progress, the groups and the results file. */
+struct pool {
+    struct state *S;
+    const struct sr_run_params *rp;
+    bool gpqa;
+    const char *tmpl;
+    struct progress *P;
+    struct task *t;
+    size_t n;
+    pthread_mutex_t mu;
+    size_t next;
+    int ret;
+};
+
+/* Runs one task; false when the whole run must stop (ret set, or interrupted). */
+static bool run_task(struct pool *W, struct task *t) {
+    struct state *S = W->S;
+    struct progress *P = W->P;
+    const struct config *c = &S->cfg[t->ci];
+    struct item it;
+    int rc = prepare_item(&it, S->sel[t->pi], t->s, W->gpqa, W->tmpl);
+    char label[64];
+    config_label(c, label, sizeof label);
+    pthread_mutex_lock(&W->mu);
+    if (rc && !W->ret) W->ret = rc;
+    if (!rc) {
+        snprintf(P->label, sizeof P->label, "%s", label);
+        snprintf(P->what, sizeof P->what, "%s#%lld", it.p->id, (long long)t->s);
+        P->step = 0;
+        prog_draw(P);
+    }
+    pthread_mutex_unlock(&W->mu);
+    if (rc) return false;
+    struct sr_run_params run = *W->rp;
+    run.mode = c->m->mode;
+    run.spec_decode = c->m->decode;
+    if (c->m->policy >= 0) run.policy = (enum sr_policy)c->m->policy;
+    if (c->m->pipeline >= 0) run.pipeline = (enum sr_pipeline)c->m->pipeline;
+    run.threshold = (float)c->thr;
+    if (!c->has_thr) run.threshold = sr_run_default_params().threshold;
+    run.seed = it.seed;
+    run.on_event = on_event; /* in-process only, and then one record at a time */
+    run.user = P;
+    struct sr_result *res = NULL;
+    char rerr[600] = "";
+    int64_t t0 = sr_time_us();
+    enum sr_status st = S->be.run_one(S->be.state, it.user_msg, &run, &res, rerr, sizeof rerr);
+    double ms = (double)(sr_time_us() - t0) / 1000.0;
+    free(it.user_msg);
+    if (st != SR_OK || (res && res->stop == SR_STOP_CANCELLED)) {
+        if (res) S->be.free_result(S->be.state, res);
+        if (g_stop) return false;
+        pthread_mutex_lock(&W->mu);
+        prog_clear(P);
+        fprintf(stderr, PROG ": %s %s sample %lld failed: %s\n", label, it.p->id, (long long)t->s, rerr);
+        P->failed++;
+        P->last_done_us = sr_time_us();
+        S->groups[t->ci].errors++;
+        bool give_up = P->done == 0 && P->failed >= 5; /* a setup problem (e.g. context too small) */
+        if (give_up && !W->ret) W->ret = fail("giving up: the first %zu runs failed", P->failed);
+        pthread_mutex_unlock(&W->mu);
+        return !give_up;
+    }
+    struct grade g = grade_output(res, W->gpqa, it.truth);
+    char *line = record_json(&it, c, W->gpqa, res, &g, ms, &run, S->be.name);
+    struct rec r = {t->key, g.correct, ms, (double)(res->stats.n_adopted_tokens + res->stats.n_answer_tokens),
+                    res->stats.n_judged, res->stats.n_steps_small, (double)res->stats.n_sd_drafted,
+                    (double)res->stats.n_sd_accepted};
+    S->be.free_result(S->be.state, res);
+    pthread_mutex_lock(&W->mu);
+    bool ok = true;
+    if (!line) {
+        if (!W->ret) W->ret = fail("out of memory");
+        ok = false;
+    } else {
+        size_t len = strlen(line);
+        if (fwrite(line, 1, len, S->results) != len || fflush(S->results) != 0) {
+            if (!W->ret) W->ret = fail("cannot write %s: %s", S->results_path, strerror(errno));
+            ok = false;
+        }
+    }
+    if (ok) {
+        t->key = NULL; /* the store owns it now (also on failure) */
+        if (!store_put(&S->store, &r)) {
+            if (!W->ret) W->ret = fail("out of memory");
+            ok = false;
+        }
+    }
+    if (ok) {
+        P->done++;
+        P->last_done_us = sr_time_us();
+        if (P->style == PROG_LINES) {
+            fprintf(stderr, "[%zu/%zu] %s %s#%lld: %s (answer %s, truth %s) %.2f s, %.0f tokens\n",
+                    P->skipped + P->done + P->failed, P->total, label, it.p->id, (long long)t->s,
+                    g.correct ? "correct" : "wrong", g.extracted ? g.extracted : "none", it.truth, ms / 1000.0,
+                    r.tokens);
+        }
+        prog_draw(P);
+    }
+    pthread_mutex_unlock(&W->mu);
+    free(line);
+    free(g.extracted);
+    return ok;
+}
+
+static void *worker(void *arg) {
+    struct pool *W = arg;
+    for (;;) {
+        pthread_mutex_lock(&W->mu);
+        struct task *t = !W->ret && !g_stop && W->next < W->n ? &W->t[W->next++] : NULL;
+        pthread_mutex_unlock(&W->mu);
+        if (!t || !run_task(W, t)) break;
+    }
+    return NULL;
+}
+
+/* Runs every (problem, sample, configuration) whose record is missing, in that order (with
+ * --concurrency N, N at a time), appending each graded record to results.jsonl as soon as it is
+ * done. */
 int run_all(struct state *S, const struct sr_run_params *rp, bool gpqa, const char *tmpl, struct progress *P) {
-    int ret = 0;
+    struct pool W = {S, rp, gpqa, tmpl, P, NULL, 0, PTHREAD_MUTEX_INITIALIZER, 0, 0};
     P->t0_us = sr_time_us();
-    for (size_t pi = 0; pi < S->n_sel && P->to_run && !g_stop; pi++) {
-        for (int64_t s = 0; s < C.k && !g_stop; s++) {
-            struct item it;
-            bool prepared = false;
-            for (size_t ci = 0; ci < S->n_cfg && !g_stop; ci++) {
+    if (!P->to_run) return 0;
+    W.t = calloc(P->to_run, sizeof *W.t);
+    if (!W.t) return fail("out of memory");
+    for (size_t pi = 0; pi < S->n_sel && !W.ret; pi++)
+        for (int64_t s = 0; s < C.k && !W.ret; s++)
+            for (size_t ci = 0; ci < S->n_cfg && !W.ret; ci++) {
                 const struct config *c = &S->cfg[ci];
                 char *key = make_key(S->sel[pi]->id, c->m->name, c->thr_str, s, C.seed + (uint64_t)s, c->settings);
-                if (!key) { ret = fail("out of memory"); break; }
-                if (store_find(&S->store, key)) { free(key); continue; }
-                if (!prepared && (ret = prepare_item(&it, S->sel[pi], s, gpqa, tmpl))) { free(key); break; }
-                prepared = true;
-                char label[64];
-                config_label(c, label, sizeof label);
-                snprintf(P->label, sizeof P->label, "%s", label);
-                snprintf(P->what, sizeof P->what, "%s#%lld", it.p->id, (long long)s);
-                P->step = 0;
-                prog_draw(P);
-                struct sr_run_params run = *rp;
-                run.mode = c->m->mode;
-                run.spec_decode = c->m->decode;
-                if (c->m->policy >= 0) run.policy = (enum sr_policy)c->m->policy;
-                if (c->m->pipeline >= 0) run.pipeline = (enum sr_pipeline)c->m->pipeline;
-                run.threshold = (float)c->thr;
-                if (!c->has_thr) run.threshold = sr_run_default_params().threshold;
-                run.seed = it.seed;
-                run.on_event = on_event;
-                run.user = &P;
-                struct sr_result *res = NULL;
-                char rerr[600] = "";
-                int64_t t0 = sr_time_us();
-                enum sr_status st = S->be.run_one(S->be.state, it.user_msg, &run, &res, rerr, sizeof rerr);
-                double ms = (double)(sr_time_us() - t0) / 1000.0;
-                if (st != SR_OK || (res && res->stop == SR_STOP_CANCELLED)) {
-                    if (res) S->be.free_result(S->be.state, res);
-                    free(key);
-                    if (g_stop) break;
-                    prog_clear(P);
-                    fprintf(stderr, PROG ": %s %s sample %lld failed: %s\n", label, it.p->id, (long long)s, rerr);
-                    P->failed++;
-                    P->last_done_us = sr_time_us();
-                    S->groups[ci].errors++;
-                    if (P->done == 0 && P->failed >= 5) { /* a setup problem (e.g. context too small) */
-                        ret = fail("giving up: the first %zu runs failed", P->failed);
-                        break;
-                    }
-                    continue;
-                }
-                struct grade g = grade_output(res, gpqa, it.truth);
-                char *line = record_json(&it, c, gpqa, res, &g, ms, &run, S->be.name);
-                struct rec r = {key, g.correct, ms, (double)(res->stats.n_adopted_tokens + res->stats.n_answer_tokens),
-                                res->stats.n_judged, res->stats.n_steps_small, (double)res->stats.n_sd_drafted,
-                                (double)res->stats.n_sd_accepted};
-                S->be.free_result(S->be.state, res);
-                if (!line) { free(key); free(g.extracted); ret = fail("out of memory"); break; }
-                size_t len = strlen(line);
-                bool ok = fwrite(line, 1, len, S->results) == len && fflush(S->results) == 0;
-                free(line);
-                if (!ok) {
-                    free(key);
-                    free(g.extracted);
-                    ret = fail("cannot write %s: %s", S->results_path, strerror(errno));
-                    break;
-                }
-                if (!store_put(&S->store, &r)) { free(g.extracted); ret = fail("out of memory"); break; }
-                P->done++;
-                P->last_done_us = sr_time_us();
-                if (P->style == PROG_LINES) {
-                    fprintf(stderr, "[%zu/%zu] %s %s#%lld: %s (answer %s, truth %s) %.2f s, %.0f tokens\n",
-                            P->skipped + P->done + P->failed, P->total, label, it.p->id, (long long)s,
-                            g.correct ? "correct" : "wrong", g.extracted ? g.extracted : "none", it.truth, ms / 1000.0,
-                            r.tokens);
-                }
-                free(g.extracted);
-                prog_draw(P);
+                if (!key) W.ret = fail("out of memory");
+                else if (store_find(&S->store, key) || W.n == P->to_run) free(key);
+                else W.t[W.n++] = (struct task){pi, ci, s, key};
             }
-            if (prepared) free(it.user_msg);
-            if (ret) break;
-        }
-        if (ret) break;
+    size_t nthreads = C.concurrency > 1 ? (size_t)C.concurrency : 1;
+    if (nthreads > W.n) nthreads = W.n;
+    if (nthreads <= 1) {
+        worker(&W);
+    } else {
+        pthread_t *th = calloc(nthreads, sizeof *th);
+        size_t started = 0;
+        for (; th && started < nthreads; started++)
+            if (pthread_create(&th[started], NULL, worker, &W) != 0) break;
+        if (started == 0) worker(&W); /* no thread could start: run them here */
+        for (size_t i = 0; i < started; i++) pthread_join(th[i], NULL);
+        free(th);
     }
+    for (size_t i = 0; i < W.n; i++) free(W.t[i].key);
+    free(W.t);
+    pthread_mutex_destroy(&W.mu);
     prog_clear(P);
-    return ret;
+    return W.ret;
 }

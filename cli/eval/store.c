@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include "eval.h"
-#include "json.h"
 #include "result_json.h"
 
 uint64_t fnv1a64(const char *s, size_t n, uint64_t h) {
@@ -118,46 +117,46 @@ char *make_key(const char *id, const char *mode, const char *thr, int64_t sample
     return sr_buf_take(&b);
 }
 
-static double num_or(const struct sr_json *obj, const char *key, double dflt) {
-    double v;
-    return sr_json_num(sr_json_get(obj, key), &v) ? v : dflt;
+static double num_or(json_t *obj, const char *key, double dflt) {
+    json_t *v = json_object_get(obj, key);
+    return json_is_number(v) ? json_number_value(v) : dflt;
 }
 
 /* Parses one results.jsonl line into *r. Returns NULL on success, else why the line is unusable. */
 static const char *parse_record(const char *line, size_t len, bool with_settings, struct rec *r) {
-    char jerr[128];
-    struct sr_json *j = sr_json_parse(line, len, jerr, sizeof jerr);
+    json_t *j = sr_jparse(line, len, NULL, 0);
     if (!j) return "not valid JSON";
     const char *why = NULL;
-    const struct sr_json *id = sr_json_get(j, "id"), *mode = sr_json_get(j, "mode"),
-                         *thr = sr_json_get(j, "threshold"), *seed = sr_json_get(j, "seed"),
-                         *settings = sr_json_get(j, "settings"), *stats = sr_json_get(j, "stats");
-    int64_t sample = 0;
-    double thr_v = 0;
-    bool correct = false;
+    json_t *id = json_object_get(j, "id"), *mode = json_object_get(j, "mode"), *thr = json_object_get(j, "threshold"),
+           *seed = json_object_get(j, "seed"), *settings = json_object_get(j, "settings"),
+           *stats = json_object_get(j, "stats"), *sample = json_object_get(j, "sample"),
+           *correct = json_object_get(j, "correct"), *lat = json_object_get(j, "latency_ms"),
+           *tok = json_object_get(j, "tokens");
     memset(r, 0, sizeof *r);
-    if (j->type != SR_JSON_OBJECT) why = "not a JSON object";
-    else if (!sr_json_str(id) || !sr_json_str(mode) || !sr_json_str(settings)) why = "id, mode or settings missing";
-    else if (!thr || (!sr_json_is_null(thr) && !sr_json_num(thr, &thr_v))) why = "threshold missing";
-    else if (!sr_json_int(sr_json_get(j, "sample"), &sample) || sample < 0) why = "sample missing";
-    else if (!seed || seed->type != SR_JSON_NUMBER || seed->str[0] == '-') why = "seed missing";
-    else if (!sr_json_bool(sr_json_get(j, "correct"), &correct)) why = "correct missing";
-    else if (!sr_json_num(sr_json_get(j, "latency_ms"), &r->latency_ms)) why = "latency_ms missing";
-    else if (!sr_json_num(sr_json_get(j, "tokens"), &r->tokens)) why = "tokens missing";
+    if (!json_is_object(j)) why = "not a JSON object";
+    else if (!json_is_string(id) || !json_is_string(mode) || !json_is_string(settings)) why = "id, mode or settings missing";
+    else if (!json_is_null(thr) && !json_is_number(thr)) why = "threshold missing";
+    else if (!json_is_integer(sample) || json_integer_value(sample) < 0) why = "sample missing";
+    else if (!json_is_integer(seed) || json_integer_value(seed) < 0) why = "seed missing";
+    else if (!json_is_boolean(correct)) why = "correct missing";
+    else if (!json_is_number(lat)) why = "latency_ms missing";
+    else if (!json_is_number(tok)) why = "tokens missing";
     if (!why) {
         char thr_s[32];
-        if (sr_json_is_null(thr)) snprintf(thr_s, sizeof thr_s, "-");
-        else snprintf(thr_s, sizeof thr_s, "%.9g", thr_v);
-        r->correct = correct;
+        if (json_is_null(thr)) snprintf(thr_s, sizeof thr_s, "-");
+        else snprintf(thr_s, sizeof thr_s, "%.9g", json_number_value(thr));
+        r->correct = json_is_true(correct);
+        r->latency_ms = json_number_value(lat);
+        r->tokens = json_number_value(tok);
         r->judged = num_or(stats, "judged", 0);
         r->steps_small = num_or(stats, "steps_small", 0);
         r->sd_drafted = num_or(stats, "sd_drafted", 0);
         r->sd_accepted = num_or(stats, "sd_accepted", 0);
-        r->key = make_key(id->str, mode->str, thr_s, sample, strtoull(seed->str, NULL, 10),
-                          with_settings ? settings->str : NULL);
+        r->key = make_key(json_string_value(id), json_string_value(mode), thr_s, (int64_t)json_integer_value(sample),
+                          (uint64_t)json_integer_value(seed), with_settings ? json_string_value(settings) : NULL);
         if (!r->key) why = "out of memory";
     }
-    sr_json_free(j);
+    json_decref(j);
     return why;
 }
 
@@ -198,58 +197,35 @@ static int load_records(FILE *f, const char *path, bool with_settings, struct st
 /* ------------------------------------------------------------------------------------------ */
 /* One record as a JSON line                                                                  */
 
-void key_(struct sr_buf *b, const char *k) {
-    sr_buf_puts(b, ",");
-    sr_buf_json_str(b, k, strlen(k));
-    sr_buf_puts(b, ":");
-}
-void kv_str(struct sr_buf *b, const char *k, const char *v) {
-    key_(b, k);
-    if (v) sr_buf_json_str(b, v, strlen(v));
-    else sr_buf_puts(b, "null");
-}
-void kv_num(struct sr_buf *b, const char *k, double v) {
-    key_(b, k);
-    sr_buf_json_num(b, v);
-}
-void kv_raw(struct sr_buf *b, const char *k, const char *raw) {
-    key_(b, k);
-    sr_buf_puts(b, raw);
+char *record_json(const struct item *it, const struct config *c, bool gpqa, const struct sr_result *res,
+                  const struct grade *g, double latency_ms, const struct sr_run_params *rp, const char *backend) {
+    json_t *o = json_object();
+    if (!o) return NULL;
+    bool ok = sr_jset(o, "id", sr_jstr(it->p->id)) && sr_jset(o, "mode", sr_jstr(c->m->name));
+    /* thr_str ("%.9g") reads back exactly: the resume key is built from it. */
+    ok = ok && sr_jset(o, "threshold", c->has_thr ? sr_jnum_exact(strtod(c->thr_str, NULL)) : json_null());
+    ok = ok && sr_jset(o, "sample", json_integer((json_int_t)it->sample)) &&
+         sr_jset(o, "seed", json_integer((json_int_t)it->seed)) && sr_jset(o, "settings", sr_jstr(c->settings)) &&
+         sr_jset(o, "kind", sr_jstr(gpqa ? "gpqa" : "math")) && sr_jset(o, "truth", sr_jstr(it->truth));
+    if (ok && gpqa)
+        ok = sr_jset(o, "choice_order", json_pack("[iiii]", it->perm[0], it->perm[1], it->perm[2], it->perm[3]));
+    ok = ok && sr_jset(o, "answer", sr_jstr(res->answer)) && sr_jset(o, "extracted", sr_jstr(g->extracted)) &&
+         sr_jset(o, "correct", json_boolean(g->correct)) && sr_jset(o, "latency_ms", sr_jnum(latency_ms)) &&
+         sr_jset(o, "tokens", sr_jnum((double)(res->stats.n_adopted_tokens + res->stats.n_answer_tokens))) &&
+         sr_jset(o, "stop", sr_jstr(sr_stop_str(res->stop))) && sr_jset(o, "backend", sr_jstr(backend)) &&
+         sr_jset(o, "stats", sr_stats_json(&res->stats)) && sr_jset(o, "text", sr_jstr(res->text));
+    if (ok && C.save_steps) ok = sr_jset(o, "result", sr_result_json(res, rp));
+    char *s = ok ? sr_jdump(o) : NULL;
+    json_decref(o);
+    if (!s) return NULL;
+    size_t n = strlen(s);
+    char *line = realloc(s, n + 2);
+    if (!line) { free(s); return NULL; }
+    line[n] = '\n';
+    line[n + 1] = '\0';
+    return line;
 }
 
-char *record_json(const struct item *it, const struct config *c, bool gpqa, const struct sr_result *res,
-                         const struct grade *g, double latency_ms, const struct sr_run_params *rp,
-                         const char *backend) {
-    struct sr_buf b = {0};
-    sr_buf_puts(&b, "{\"id\":");
-    sr_buf_json_str(&b, it->p->id, strlen(it->p->id));
-    kv_str(&b, "mode", c->m->name);
-    kv_raw(&b, "threshold", c->has_thr ? c->thr_str : "null");
-    sr_buf_printf(&b, ",\"sample\":%lld,\"seed\":%llu", (long long)it->sample, (unsigned long long)it->seed);
-    kv_str(&b, "settings", c->settings);
-    kv_str(&b, "kind", gpqa ? "gpqa" : "math");
-    kv_str(&b, "truth", it->truth);
-    if (gpqa)
-        sr_buf_printf(&b, ",\"choice_order\":[%d,%d,%d,%d]", it->perm[0], it->perm[1], it->perm[2], it->perm[3]);
-    kv_str(&b, "answer", res->answer);
-    kv_str(&b, "extracted", g->extracted);
-    kv_raw(&b, "correct", g->correct ? "true" : "false");
-    kv_num(&b, "latency_ms", latency_ms);
-    kv_num(&b, "tokens", (double)(res->stats.n_adopted_tokens + res->stats.n_answer_tokens));
-    kv_str(&b, "stop", sr_stop_str(res->stop));
-    kv_str(&b, "backend", backend);
-    key_(&b, "stats");
-    sr_stats_to_json(&b, &res->stats);
-    kv_str(&b, "text", res->text);
-    if (C.save_steps) {
-        char *full = sr_result_to_json(res, rp);
-        if (!full) b.oom = true;
-        else kv_raw(&b, "result", full);
-        sr_free(full);
-    }
-    sr_buf_puts(&b, "}\n");
-    return sr_buf_take(&b);
-}
 /* Opens OUT/results.jsonl for appending (locked against a second evaluation on the same
  * directory) and loads its records. --report only reads it. */
 int open_results(struct state *S) {

@@ -1,10 +1,9 @@
 /*
- * util.c: byte buffers, string helpers, clock, JSON string escaping, error formatting.
+ * util.c: byte buffers, string helpers, clock, error formatting.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "util.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,38 +79,6 @@ size_t sr_utf8_len(const unsigned char *s, size_t n) {
     if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))) return 0;
     if (cp >= 0xD800 && cp <= 0xDFFF) return 0;
     return len;
-}
-
-void sr_buf_json_str(struct sr_buf *b, const char *s, size_t n) {
-    sr_buf_append(b, "\"", 1);
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        size_t run = i;
-        while (run < n && u[run] >= 0x20 && u[run] < 0x80 && u[run] != '"' && u[run] != '\\') run++;
-        if (run > i) { sr_buf_append(b, s + i, run - i); i = run; continue; }
-        unsigned c = u[i];
-        switch (c) {
-        case '"': sr_buf_append(b, "\\\"", 2); i++; continue;
-        case '\\': sr_buf_append(b, "\\\\", 2); i++; continue;
-        case '\n': sr_buf_append(b, "\\n", 2); i++; continue;
-        case '\r': sr_buf_append(b, "\\r", 2); i++; continue;
-        case '\t': sr_buf_append(b, "\\t", 2); i++; continue;
-        default: break;
-        }
-        if (c < 0x20) { sr_buf_printf(b, "\\u%04x", c); i++; continue; }
-        size_t l = sr_utf8_len(u + i, n - i);
-        if (l == 0) { sr_buf_append(b, "\xEF\xBF\xBD", 3); i++; continue; }
-        sr_buf_append(b, s + i, l);
-        i += l;
-    }
-    sr_buf_append(b, "\"", 1);
-}
-
-void sr_buf_json_num(struct sr_buf *b, double v) {
-    if (!isfinite(v)) { sr_buf_puts(b, "null"); return; }
-    if (v == (double)(int64_t)v && fabs(v) < 9e15) sr_buf_printf(b, "%lld", (long long)v);
-    else sr_buf_printf(b, "%.6g", v);
 }
 
 char *sr_buf_take(struct sr_buf *b) {

@@ -1,6 +1,6 @@
 /*
  * util.h: internal helpers shared by the library, the tools and the tests: a growable byte buffer
- * (sr_buf), checked allocation, timing, JSON string escaping, error formatting.
+ * (sr_buf), checked allocation, timing, error formatting.
  * Nothing here calls llama.cpp.
  */
 #ifndef SR_UTIL_H
@@ -28,10 +28,6 @@ bool sr_buf_reserve(struct sr_buf *b, size_t extra);
 void sr_buf_append(struct sr_buf *b, const char *s, size_t n);
 void sr_buf_puts(struct sr_buf *b, const char *s);
 void sr_buf_printf(struct sr_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Appends s[0..n) as a JSON string literal with quotes; invalid UTF-8 becomes U+FFFD. */
-void sr_buf_json_str(struct sr_buf *b, const char *s, size_t n);
-/* Appends a JSON number (finite) or null. */
-void sr_buf_json_num(struct sr_buf *b, double v);
 /* Takes the data out (caller frees); the buffer is left empty. NULL if oom or empty-and-unallocated. */
 char *sr_buf_take(struct sr_buf *b);
 

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "jsonutil.h"
 #include "util.h"
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -160,19 +160,38 @@ static bool ascii_ieq(const char *a, size_t an, const char *b) {
 }
 
 /* Member of obj whose key equals name case-insensitively (the last such one). */
-static const struct sr_json *get_ci(const struct sr_json *obj, const char *name) {
-    for (size_t i = sr_json_len(obj); i-- > 0;)
-        if (ascii_ieq(obj->keys[i], obj->key_lens[i], name)) return &obj->items[i];
-    return NULL;
+static json_t *get_ci(json_t *obj, const char *name) {
+    json_t *found = NULL, *v;
+    const char *k;
+    json_object_foreach(obj, k, v) {
+        if (ascii_ieq(k, strlen(k), name)) found = v;
+    }
+    return found;
 }
 
-/* A string member, or a number member's literal text ("60"); NULL if absent or another type. */
-static const struct sr_json *text_field(const struct sr_json *obj, const char *const *names) {
+/* A text field: a string member's value, or a number member as text ("60"). */
+struct text {
+    const char *str;
+    size_t len;
+    char num[40];
+};
+
+/* The first of names present as a string or number; false if none. */
+static bool text_field(json_t *obj, const char *const *names, struct text *t) {
     for (; *names; names++) {
-        const struct sr_json *v = get_ci(obj, *names);
-        if (v && (v->type == SR_JSON_STRING || v->type == SR_JSON_NUMBER)) return v;
+        json_t *v = get_ci(obj, *names);
+        if (json_is_string(v)) {
+            t->str = json_string_value(v);
+            t->len = json_string_length(v);
+            return true;
+        }
+        if (sr_jnum_text(v, t->num, sizeof t->num)) {
+            t->str = t->num;
+            t->len = strlen(t->num);
+            return true;
+        }
     }
-    return NULL;
+    return false;
 }
 
 static const char *const k_id[] = {"id", "unique_id", "problem_id", NULL};
@@ -185,47 +204,49 @@ static const char *const k_gi[3][2] = {{"Incorrect Answer 1", NULL},
                                        {"Incorrect Answer 3", NULL}};
 static const char *const k_grid[] = {"Record ID", NULL};
 
-static bool looks_gpqa(const struct sr_json *rec) { return text_field(rec, k_gc) != NULL; }
+static bool looks_gpqa(json_t *rec) {
+    struct text t;
+    return json_is_object(rec) && text_field(rec, k_gc, &t);
+}
 
 /* `where` names the record in messages: "line 12" (JSONL) or "record 12" (JSON array). */
-static enum sr_status add_json_record(struct loader *L, const struct sr_json *rec, const char *where,
-                                      size_t index) {
-    if (rec->type != SR_JSON_OBJECT) {
+static enum sr_status add_json_record(struct loader *L, json_t *rec, const char *where, size_t index) {
+    if (!json_is_object(rec)) {
         set_err(L->err, L->errlen, "%s %s: expected a JSON object", L->path, where);
         return SR_ERR_INVALID_ARG;
     }
     char idx[32];
     snprintf(idx, sizeof idx, "%zu", index);
     if (L->ds->kind == SR_DATASET_GPQA) {
-        const struct sr_json *q = text_field(rec, k_gq), *c = text_field(rec, k_gc);
-        const struct sr_json *inc[3];
-        for (int k = 0; k < 3; k++) inc[k] = text_field(rec, k_gi[k]);
-        const char *missing = !q ? "Question" : !c ? "Correct Answer" : !inc[0] ? "Incorrect Answer 1"
-                            : !inc[1] ? "Incorrect Answer 2" : !inc[2] ? "Incorrect Answer 3" : NULL;
+        struct text q, c, inc[3], rid;
+        bool hq = text_field(rec, k_gq, &q), hc = text_field(rec, k_gc, &c), hi[3];
+        for (int k = 0; k < 3; k++) hi[k] = text_field(rec, k_gi[k], &inc[k]);
+        const char *missing = !hq ? "Question" : !hc ? "Correct Answer" : !hi[0] ? "Incorrect Answer 1"
+                            : !hi[1] ? "Incorrect Answer 2" : !hi[2] ? "Incorrect Answer 3" : NULL;
         if (missing) {
             set_err(L->err, L->errlen, "%s %s: missing field \"%s\"", L->path, where, missing);
             return SR_ERR_INVALID_ARG;
         }
-        const struct sr_json *rid = text_field(rec, k_grid);
-        const char *ans[4] = {c->str, inc[0]->str, inc[1]->str, inc[2]->str};
-        const size_t lens[4] = {c->len, inc[0]->len, inc[1]->len, inc[2]->len};
-        return add_gpqa(L, rid && rid->len ? rid->str : idx, q->str, q->len, ans, lens);
+        bool hr = text_field(rec, k_grid, &rid);
+        const char *ans[4] = {c.str, inc[0].str, inc[1].str, inc[2].str};
+        const size_t lens[4] = {c.len, inc[0].len, inc[1].len, inc[2].len};
+        return add_gpqa(L, hr && rid.len ? rid.str : idx, q.str, q.len, ans, lens);
     }
-    const struct sr_json *id = text_field(rec, k_id), *pr = text_field(rec, k_problem),
-                         *an = text_field(rec, k_answer);
-    if (!pr || pr->type != SR_JSON_STRING) {
+    struct text id, pr, an;
+    bool hid = text_field(rec, k_id, &id), hpr = text_field(rec, k_problem, &pr), han = text_field(rec, k_answer, &an);
+    if (!hpr || pr.str == pr.num) {
         set_err(L->err, L->errlen, "%s %s: missing string field \"problem\"", L->path, where);
         return SR_ERR_INVALID_ARG;
     }
-    if (!an) {
+    if (!han) {
         set_err(L->err, L->errlen, "%s %s: missing field \"answer\" (string or number)", L->path, where);
         return SR_ERR_INVALID_ARG;
     }
     struct sr_problem p = {0};
     p.correct = -1;
-    p.id = sr_strdup(id ? id->str : idx);
-    p.problem = sr_strndup(pr->str, pr->len);
-    p.answer = trimmed(an->str, an->len);
+    p.id = sr_strdup(hid ? id.str : idx);
+    p.problem = sr_strndup(pr.str, pr.len);
+    p.answer = trimmed(an.str, an.len);
     if (!p.id || !p.problem || !p.answer) {
         free_problem(&p);
         set_err(L->err, L->errlen, "%s: out of memory", L->path);
@@ -247,10 +268,11 @@ static enum sr_status load_jsonl(struct loader *L, const char *data, size_t len)
         while (e < len && data[e] != '\n') e++;
         line++;
         if (!blank(data + i, e - i)) {
-            struct sr_json_error je;
-            struct sr_json *rec = sr_json_parse_ex(data + i, e - i, &je);
+            size_t col = 0;
+            char msg[JSON_ERROR_TEXT_LENGTH];
+            json_t *rec = sr_jparse_at(data + i, e - i, NULL, &col, msg, sizeof msg);
             if (!rec) {
-                set_err(L->err, L->errlen, "%s line %zu col %zu: %s", L->path, line, je.col, je.msg);
+                set_err(L->err, L->errlen, "%s line %zu col %zu: %s", L->path, line, col, msg);
                 return SR_ERR_INVALID_ARG;
             }
             if (L->ds->kind == SR_DATASET_AUTO)
@@ -258,7 +280,7 @@ static enum sr_status load_jsonl(struct loader *L, const char *data, size_t len)
             char where[40];
             snprintf(where, sizeof where, "line %zu", line);
             enum sr_status rc = add_json_record(L, rec, where, index++);
-            sr_json_free(rec);
+            json_decref(rec);
             if (rc != SR_OK) return rc;
         }
         i = e + 1;
@@ -267,25 +289,26 @@ static enum sr_status load_jsonl(struct loader *L, const char *data, size_t len)
 }
 
 static enum sr_status load_json_array(struct loader *L, const char *data, size_t len) {
-    struct sr_json_error je;
-    struct sr_json *doc = sr_json_parse_ex(data, len, &je);
+    size_t line = 0, col = 0;
+    char msg[JSON_ERROR_TEXT_LENGTH];
+    json_t *doc = sr_jparse_at(data, len, &line, &col, msg, sizeof msg);
     if (!doc) {
-        set_err(L->err, L->errlen, "%s line %zu col %zu: %s", L->path, je.line, je.col, je.msg);
+        set_err(L->err, L->errlen, "%s line %zu col %zu: %s", L->path, line, col, msg);
         return SR_ERR_INVALID_ARG;
     }
     enum sr_status rc = SR_OK;
-    if (doc->type != SR_JSON_ARRAY) {
+    if (!json_is_array(doc)) {
         set_err(L->err, L->errlen, "%s: expected a JSON array of records", L->path);
         rc = SR_ERR_INVALID_ARG;
     }
-    for (size_t i = 0; rc == SR_OK && i < doc->count; i++) {
+    for (size_t i = 0; rc == SR_OK && i < json_array_size(doc); i++) {
         if (L->ds->kind == SR_DATASET_AUTO)
-            L->ds->kind = looks_gpqa(&doc->items[i]) ? SR_DATASET_GPQA : SR_DATASET_MATH;
+            L->ds->kind = looks_gpqa(json_array_get(doc, i)) ? SR_DATASET_GPQA : SR_DATASET_MATH;
         char where[40];
         snprintf(where, sizeof where, "record %zu", i);
-        rc = add_json_record(L, &doc->items[i], where, i);
+        rc = add_json_record(L, json_array_get(doc, i), where, i);
     }
-    sr_json_free(doc);
+    json_decref(doc);
     return rc;
 }
 

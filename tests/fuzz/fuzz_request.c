@@ -29,7 +29,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (r.has_threshold && !(r.threshold >= 0 && r.threshold <= 10)) __builtin_trap();
     if (r.has_temperature && !(r.temperature >= 0 && r.temperature <= 2)) __builtin_trap();
     if (r.has_top_p && !(r.top_p > 0 && r.top_p <= 1)) __builtin_trap();
-    if (r.n_stop > REQ_MAX_STOP || r.mode > 2 || r.score_method > 1 || r.spec_decode > 1) __builtin_trap();
+    if (r.has_max_step_tokens && (r.max_step_tokens < 1 || r.max_step_tokens > 65536)) __builtin_trap();
+    if (r.has_max_answer_tokens && (r.max_answer_tokens < 0 || r.max_answer_tokens > (1 << 24))) __builtin_trap();
+    if (r.n_stop > REQ_MAX_STOP || r.mode > 2 || r.score_method > 2 || r.spec_decode > 1 || r.policy > 2)
+        __builtin_trap();
     chat_req_free(&r);
     return 0;
 }
