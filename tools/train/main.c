@@ -383,13 +383,13 @@ static int train_role(const struct settings *s, const struct role_cfg *r, bool j
     fprintf(stderr, "[%s] %d layers, n_embd %d, %d heads, n_ff %d: %.2fM parameters\n", tp.label, r->hp.n_layer,
             r->hp.n_embd, r->hp.n_head, r->hp.n_ff, (double)tm_model_n_elements(&m) / 1e6);
     int rc = tt_train(&m, &tp, dt_next, &mix, rep, err, sizeof err);
+    g_phase1_cpu = rep->cpu_seconds;
     if (rc == 0 && between && between(between_user) != 0) {
         tm_model_free(&m);
         return -1;
     }
     if (rc == 0 && judge && r->judge_steps > 0) {
         struct tt_report r1 = *rep;
-        g_phase1_cpu = r1.cpu_seconds;
         judge_setup(r, dp, false, &mix, &tp);
         if (dp) fprintf(stderr, "[judge] data-parallel over two processes, %d + %d rows per step\n", tp.B, tp.B);
         rc = tt_train(&m, &tp, dt_next, &mix, rep, err, sizeof err);
