@@ -25,11 +25,12 @@ if(TARGET sr-train AND TARGET specreason-cli)
     set_tests_properties(train_pair PROPERTIES LABELS model TIMEOUT 300)
 endif()
 
-# Same settings, same bits: pair twice (either side finishing first, one run beside a busy loop),
-# train --threads 2 twice, and --time-limit aborting (see the script's header).
+# Same settings, same bits: pair twice with the data-parallel judge phase (either side finishing
+# first, one run beside a busy loop), train --threads 2 twice, --time-limit aborting and a failing
+# worker (see the script's header). Five tiny pair runs: 600 s leaves room for a loaded machine.
 if(TARGET sr-train)
     add_test(NAME train_determinism
         COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/train_determinism.sh $<TARGET_FILE:sr-train>
                 ${CMAKE_CURRENT_BINARY_DIR}/train_determinism)
-    set_tests_properties(train_determinism PROPERTIES LABELS model TIMEOUT 300)
+    set_tests_properties(train_determinism PROPERTIES LABELS model TIMEOUT 600)
 endif()

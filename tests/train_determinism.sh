@@ -3,11 +3,14 @@
 # and whichever side of `sr-train pair` finishes first. Budgets are optimizer steps; a time limit
 # only aborts.
 #   1. `pair` on a tiny budget twice: once with the base model's start delayed (the small model and
-#      its mistakes are ready first), once with the small model's start delayed (the base model's
-#      first phase waits for them) beside a busy loop. Byte-identical GGUFs, identical meta.json
-#      except measured times, and meta.json's sha256 of each file matches the file.
+#      its mistakes are ready first) and then the data-parallel worker's (the leader waits for it
+#      at the judge phase), once with the small model's start delayed (the base model's first phase
+#      waits for it) beside a busy loop. Byte-identical GGUFs, identical meta.json except measured
+#      times, the judge phase ran on two processes, and meta.json's sha256 of each file matches
+#      the file.
 #   2. `train --threads 2` twice (two ggml threads on one model), once beside a busy loop: identical.
 #   3. --time-limit: a run that cannot finish in time stops with a clear error and writes nothing.
+#   4. a data-parallel worker that fails: a clear error, nothing written.
 set -u
 train=$1 work=$2
 rm -rf "$work" && mkdir -p "$work" || exit 1
@@ -18,8 +21,8 @@ busy() { timeout 120 sh -c 'yes > /dev/null' & busy_pid=$!; }
 unbusy() { [ -n "$busy_pid" ] && kill "$busy_pid" 2>/dev/null; wait "$busy_pid" 2>/dev/null; busy_pid=; }
 trap unbusy EXIT
 
-tiny=(--small-steps 12 --base-steps 10 --judge-steps 6 --n-eval 4 --n-mistakes 60 --n-heldout 8 --threads 2)
-SR_TRAIN_TEST_STALL=base:2 "$train" pair --dir "$work/a" "${tiny[@]}" >/dev/null 2>"$work/a.err" ||
+tiny=(--small-steps 12 --base-steps 10 --judge-steps 6 --n-eval 4 --n-mistakes 60 --n-heldout 8 --threads 2 --judge-dp 1)
+SR_TRAIN_TEST_STALL=base:2,worker:2 "$train" pair --dir "$work/a" "${tiny[@]}" >/dev/null 2>"$work/a.err" ||
     { cat "$work/a.err" >&2; fail "pair (small first) exited $?"; }
 busy
 SR_TRAIN_TEST_STALL=small:3 "$train" pair --dir "$work/b" "${tiny[@]}" >/dev/null 2>"$work/b.err" ||
@@ -30,7 +33,8 @@ for f in small.gguf base.gguf heldout.jsonl; do
 done
 python3 - "$work/a" "$work/b" <<'PY' || fail "meta.json"
 import hashlib, json, sys
-timed = {"train_seconds", "seconds", "ms_per_decode", "ms_prefill_32"}  # measured, not trained
+timed = {"train_seconds", "seconds", "cpu_seconds", "mistakes_cpu_seconds", "train_cpu_estimate_seconds",
+         "ms_per_decode", "ms_prefill_32"}  # measured, not trained
 def strip(x):
     if isinstance(x, dict):
         return {k: strip(v) for k, v in x.items() if k not in timed}
@@ -38,6 +42,7 @@ def strip(x):
 a, b = (json.load(open(d + "/meta.json")) for d in sys.argv[1:3])
 assert strip(a) == strip(b), (strip(a), strip(b))
 assert a["small"]["steps"] == 12 and a["base"]["steps"] == 16 and a["base"]["judge_steps"] == 6, a
+assert a["judge_processes"] == 2, a
 for d, m in zip(sys.argv[1:3], (a, b)):
     for role in ("small", "base"):
         want = hashlib.sha256(open(d + "/" + m[role]["file"], "rb").read()).hexdigest()
@@ -60,6 +65,14 @@ grep -q 'time limit reached at step [0-9]* of 100000' "$work/c.err" || { cat "$w
 [ ! -e "$work/c/meta.json" ] && [ ! -e "$work/c/base.gguf" ] || fail "a run past its time limit left a result"
 "$train" train --role small --small-steps 100000 --time-limit 2 -o "$work/tl.gguf" 2>"$work/tl.err"
 [ $? -eq 1 ] && grep -q 'time limit reached' "$work/tl.err" && [ ! -e "$work/tl.gguf" ] || fail "train past its time limit"
+
+# The data-parallel judge phase when the worker fails (test hook: its step count disagrees): a
+# clear error, no model, no meta.json, no process left behind.
+SR_TRAIN_TEST_WORKER_FAIL=1 "$train" pair --dir "$work/d" "${tiny[@]}" >/dev/null 2>"$work/d.err"
+rc=$?
+[ $rc -eq 1 ] && grep -Eq 'worker process stopped or failed at (the start|step 0)' "$work/d.err" &&
+    grep -q 'the leader trains another shape or step count' "$work/d.err" || { cat "$work/d.err" >&2; fail "failed worker: exit $rc"; }
+[ ! -e "$work/d/meta.json" ] && [ ! -e "$work/d/base.gguf" ] || fail "a run whose worker failed left a result"
 
 [ $fails -eq 0 ] && echo "train_determinism: all passed" || echo "train_determinism: $fails failed"
 [ $fails -eq 0 ]

@@ -47,6 +47,7 @@ struct role_cfg {
     int64_t judge_steps;
     float judge_lr, judge_frac2;
     int32_t judge_weight2;
+    int32_t judge_dp; /* pair: the judge phase runs data-parallel over both processes (1) or alone (0) */
 };
 
 struct settings {
@@ -112,6 +113,7 @@ static struct settings settings_default(void) {
     s.base.judge_lr = 1e-3f;
     s.base.judge_frac2 = 0.8f;
     s.base.judge_weight2 = 8;
+    s.base.judge_dp = 0; /* opt-in (--judge-dp 1) until a data-parallel recipe is measured: docs/TRAINING.md */
     return s;
 }
 
@@ -187,6 +189,7 @@ static int parse_common(int argc, char **argv, int *i, struct settings *s) {
         {"--judge-lr", 1e-6, 1, &s->base.judge_lr, 'f'},
         {"--judge-frac2", 0, 1, &s->base.judge_frac2, 'f'},
         {"--judge-weight2", 1, 8, &s->base.judge_weight2, 'i'},
+        {"--judge-dp", 0, 1, &s->base.judge_dp, 'i'},
         {"--small-rope-base", 1, 1e6, &s->small.hp.rope_base, 'f'},
         {"--base-rope-base", 1, 1e6, &s->base.hp.rope_base, 'f'},
         {"--small-T", 16, TT_MAX_T, &s->small.tp.T, 'i'},
@@ -235,7 +238,11 @@ static uint64_t hash_role(uint64_t h, const struct role_cfg *r) {
                    r->p_near, r->p_mark, r->tp.mid_weight, r->judge_lr, r->judge_frac2,
                    (double)r->judge_weight2};
     h = fnv(h, iv, sizeof iv);
-    return fnv(h, fv, sizeof fv);
+    h = fnv(h, fv, sizeof fv);
+    /* settings added after version 4 enter the hash only when set, so that version 4's keys still
+     * name the pairs they named */
+    if (r->judge_dp) h = fnv(h, &r->judge_dp, sizeof r->judge_dp);
+    return h;
 }
 
 static void cache_key(const struct settings *s, char *buf, size_t size) {
@@ -307,12 +314,58 @@ static double now_s(void) {
 /* Trains one role; small has no judge samples. */
 static const char *g_init; /* --init MODEL: start from these weights (experiments) */
 static double g_t_start;   /* tt_now() when sr-train started: --time-limit counts from here */
+static double g_phase1_cpu; /* CPU seconds of the last train_role's first phase */
+
+/* The two processes of a data-parallel judge phase: the pipe ends this one reads and writes. */
+struct dp_link {
+    int in, out;
+};
+
+/* The mix and parameters of a role's first phase (judge = base: judge samples and marks). */
+static void phase1_setup(const struct settings *s, const struct role_cfg *r, bool judge, const struct dt_pool *pool,
+                         uint64_t seed, struct dt_mix *mix, struct tt_params *tp) {
+    *mix = (struct dt_mix){.cfg = s->task, .p_judge = judge ? r->p_judge : 0.0f, .p_judge_good = r->p_judge_good,
+                           .p_real = r->p_real, .p_near = r->p_near, .judge_weight = r->judge_weight,
+                           .mark_weight = judge ? r->mark_weight : 0,
+                           .p_mark = r->p_mark, .suffix_weight = r->suffix_weight,
+                           .judge_prompt = s->judge_prompt,
+                           .judge_prefill = s->judge_prefill, .pool = pool};
+    *tp = r->tp;
+    tp->threads = s->threads;
+    tp->seed = seed * 7919 + 17;
+    tp->deadline = s->time_limit_s > 0 ? g_t_start + s->time_limit_s : 0.0;
+}
+
+/* Turns the first phase's mix and parameters into the judge phase's. With dp (two processes),
+ * each packs half of the batch from its own data stream (worker: seed + 1 + 0x5DEECE66D). */
+static void judge_setup(const struct role_cfg *r, const struct dp_link *dp, bool worker, struct dt_mix *mix,
+                        struct tt_params *tp) {
+    mix->judge_weight = r->judge_weight2;
+    mix->p_judge = r->judge_frac2;
+    tp->lr = r->judge_lr;
+    tp->warmup = 20;
+    tp->steps = r->judge_steps;
+    tp->seed += 1;
+    tp->label = "judge";
+    if (dp) {
+        tp->B = (r->tp.B + 1) / 2;
+        tp->dp_role = worker ? TT_DP_WORKER : TT_DP_LEADER;
+        tp->dp_in = dp->in;
+        tp->dp_out = dp->out;
+        if (worker) {
+            tp->seed += 0x5DEECE66Dull;
+            tp->progress = false;
+            tp->deadline = 0; /* the leader decides */
+        }
+    }
+}
 
 /* between(user), if not NULL, runs after the first phase and before the judge phase (it may fill
- * the pool: the small model's mistakes, collected while the first phase ran). */
+ * the pool: the small model's mistakes, collected while the first phase ran). dp: the judge phase
+ * runs data-parallel with the process at the other end (NULL = alone). */
 static int train_role(const struct settings *s, const struct role_cfg *r, bool judge, const struct dt_pool *pool,
                       uint64_t seed, const char *out, const char *name, struct tt_report *rep,
-                      int (*between)(void *), void *between_user) {
+                      int (*between)(void *), void *between_user, const struct dp_link *dp) {
     struct tm_model m;
     char lerr[256];
     if (g_init && tm_model_load(&m, g_init, lerr, sizeof lerr) != 0) {
@@ -323,40 +376,49 @@ static int train_role(const struct settings *s, const struct role_cfg *r, bool j
         fprintf(stderr, "sr-train: bad model shape (%s)\n", tm_hparams_check(&r->hp) ? tm_hparams_check(&r->hp) : "out of memory");
         return -1;
     }
-    struct dt_mix mix = {.cfg = s->task, .p_judge = judge ? r->p_judge : 0.0f, .p_judge_good = r->p_judge_good,
-                         .p_real = r->p_real, .p_near = r->p_near, .judge_weight = r->judge_weight,
-                         .mark_weight = judge ? r->mark_weight : 0,
-                         .p_mark = r->p_mark, .suffix_weight = r->suffix_weight,
-                         .judge_prompt = s->judge_prompt,
-                         .judge_prefill = s->judge_prefill, .pool = pool};
-    struct tt_params tp = r->tp;
-    tp.threads = s->threads;
-    tp.seed = seed * 7919 + 17;
-    tp.deadline = s->time_limit_s > 0 ? g_t_start + s->time_limit_s : 0.0;
+    struct dt_mix mix;
+    struct tt_params tp;
+    phase1_setup(s, r, judge, pool, seed, &mix, &tp);
     char err[256];
     fprintf(stderr, "[%s] %d layers, n_embd %d, %d heads, n_ff %d: %.2fM parameters\n", tp.label, r->hp.n_layer,
             r->hp.n_embd, r->hp.n_head, r->hp.n_ff, (double)tm_model_n_elements(&m) / 1e6);
     int rc = tt_train(&m, &tp, dt_next, &mix, rep, err, sizeof err);
+    g_phase1_cpu = rep->cpu_seconds;
     if (rc == 0 && between && between(between_user) != 0) {
         tm_model_free(&m);
         return -1;
     }
     if (rc == 0 && judge && r->judge_steps > 0) {
         struct tt_report r1 = *rep;
-        mix.judge_weight = r->judge_weight2;
-        mix.p_judge = r->judge_frac2;
-        tp.lr = r->judge_lr;
-        tp.warmup = 20;
-        tp.steps = r->judge_steps;
-        tp.seed += 1;
-        tp.label = "judge";
+        judge_setup(r, dp, false, &mix, &tp);
+        if (dp) fprintf(stderr, "[judge] data-parallel over two processes, %d + %d rows per step\n", tp.B, tp.B);
         rc = tt_train(&m, &tp, dt_next, &mix, rep, err, sizeof err);
         rep->steps += r1.steps;
         rep->seconds += r1.seconds;
+        rep->cpu_seconds += r1.cpu_seconds;
         rep->tokens += r1.tokens;
     }
     if (rc == 0) rc = tm_model_save(&m, out, name, err, sizeof err);
     if (rc != 0) fprintf(stderr, "sr-train: %s\n", err);
+    tm_model_free(&m);
+    return rc;
+}
+
+/* The worker's half of the base model's data-parallel judge phase (in the small model's process,
+ * once its own work is done): the weights come from the leader, the data from the same mix. */
+static int judge_worker(const struct settings *s, const struct dt_pool *pool, const struct dp_link *dp) {
+    const struct role_cfg *r = &s->base;
+    struct tm_model m;
+    if (tm_model_init(&m, &r->hp, 0) != 0) return -1;
+    struct dt_mix mix;
+    struct tt_params tp;
+    phase1_setup(s, r, true, pool, s->seed * 2 + 2, &mix, &tp);
+    judge_setup(r, dp, true, &mix, &tp);
+    if (getenv("SR_TRAIN_TEST_WORKER_FAIL")) tp.steps += 1; /* test hook: the two sides disagree */
+    struct tt_report rep;
+    char err[256];
+    int rc = tt_train(&m, &tp, dt_next, &mix, &rep, err, sizeof err);
+    if (rc != 0) fprintf(stderr, "\nsr-train: %s\n", err);
     tm_model_free(&m);
     return rc;
 }
@@ -385,6 +447,9 @@ struct small_job {
     struct tt_report *rs;     /* filled by small_job_finish */
     struct dt_pool pool;      /* the mistakes, filled by small_job_finish */
     int fd;                   /* read end of the pipe the child reports through */
+    int fd_out;               /* write end of the pipe to the child (data-parallel judge phase), or -1 */
+    bool dp;                  /* the child stays on as the judge phase's data-parallel worker */
+    double mistakes_cpu;      /* CPU seconds the child spent collecting mistakes */
     pid_t pid;                /* > 0 while the child has not been reaped */
     bool ok;
 };
@@ -413,12 +478,17 @@ static bool read_all(int fd, void *buf, size_t n) {
     return true;
 }
 
-/* Test hook: SR_TRAIN_TEST_STALL=small:S or base:S delays that role's start by S seconds, so that a
- * test can make either side of `pair` finish first (the result must not depend on it). */
+/* Test hook: SR_TRAIN_TEST_STALL=ROLE:S[,ROLE:S...] delays that role's start by S seconds (small,
+ * base: the two processes of `pair`; worker: the small model's process before it joins the judge
+ * phase), so that a test can make either side finish first (the result must not depend on it). */
 static void test_stall(const char *role) {
     const char *v = getenv("SR_TRAIN_TEST_STALL");
     size_t n = strlen(role);
-    if (!v || strncmp(v, role, n) != 0 || v[n] != ':') return;
+    while (v && !(strncmp(v, role, n) == 0 && v[n] == ':')) {
+        v = strchr(v, ',');
+        if (v) v++;
+    }
+    if (!v) return;
     double sec = atof(v + n + 1);
     if (sec > 0 && sec < 60) {
         struct timespec ts = {(time_t)sec, (long)((sec - (double)(time_t)sec) * 1e9)};
@@ -427,8 +497,8 @@ static void test_stall(const char *role) {
 }
 
 static int small_job_start(struct small_job *j) {
-    int fds[2];
-    if (pipe(fds) != 0) {
+    int fds[2], back[2] = {-1, -1};
+    if (pipe(fds) != 0 || (j->dp && pipe(back) != 0)) {
         fprintf(stderr, "sr-train: pipe: %s\n", strerror(errno));
         return -1;
     }
@@ -439,19 +509,21 @@ static int small_job_start(struct small_job *j) {
         fprintf(stderr, "sr-train: fork: %s\n", strerror(errno));
         close(fds[0]);
         close(fds[1]);
+        if (j->dp) { close(back[0]); close(back[1]); }
         return -1;
     }
     if (pid == 0) {
         close(fds[0]);
+        if (j->dp) close(back[1]);
         const struct settings *s = j->s;
         struct tt_report rs;
         memset(&rs, 0, sizeof rs);
         test_stall("small");
         int32_t rc = train_role(s, &s->small, false, NULL, s->seed * 2 + 1, j->small, "specreason-pair-small", &rs,
-                                NULL, NULL);
+                                NULL, NULL, NULL);
         struct dt_pool pool = {0};
         struct ev_result em = {0};
-        double tm = now_s();
+        double tm = now_s(), tm_cpu0 = tt_cpu_now();
         if (rc == 0) {
             char err[256];
             struct llm *L = llm_open(j->small, 512, s->threads, err, sizeof err);
@@ -469,17 +541,40 @@ static int small_job_start(struct small_job *j) {
             }
         }
         tm = now_s() - tm;
+        double tm_cpu = tt_cpu_now() - tm_cpu0;
         int32_t hdr[2] = {rc, em.n_steps};
         uint64_t n = pool.n;
         bool ok = write_all(fds[1], hdr, sizeof hdr) && write_all(fds[1], &rs, sizeof rs) &&
-                  write_all(fds[1], &tm, sizeof tm) && write_all(fds[1], &n, sizeof n) &&
+                  write_all(fds[1], &tm, sizeof tm) && write_all(fds[1], &tm_cpu, sizeof tm_cpu) &&
+                  write_all(fds[1], &n, sizeof n) &&
                   (n == 0 || write_all(fds[1], pool.v, (size_t)n * sizeof *pool.v));
+        if (ok && rc == 0 && j->dp) { /* then the second half of the base model's judge phase */
+            struct dp_link link = {.in = back[0], .out = fds[1]};
+            test_stall("worker");
+            rc = judge_worker(s, &pool, &link);
+        }
         _exit(ok && rc == 0 ? 0 : 1);
     }
     close(fds[1]);
+    if (j->dp) close(back[0]);
     j->fd = fds[0];
+    j->fd_out = back[1];
     j->pid = pid;
     return 0;
+}
+
+/* Closes the pipes and waits for the child (killing it first if asked); j->ok keeps whether it
+ * succeeded. */
+static void small_job_reap(struct small_job *j, bool kill_it) {
+    if (j->pid <= 0) return;
+    if (kill_it) kill(j->pid, SIGTERM);
+    if (j->fd >= 0) close(j->fd);
+    if (j->fd_out >= 0) close(j->fd_out);
+    j->fd = j->fd_out = -1;
+    int status = 0;
+    while (waitpid(j->pid, &status, 0) < 0 && errno == EINTR) {}
+    j->pid = -1;
+    j->ok = j->ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
 /* Waits for the child's report and mistakes; 0 if it succeeded. */
@@ -490,18 +585,15 @@ static int small_job_finish(void *user) {
     double tm = 0;
     uint64_t n = 0;
     bool ok = read_all(j->fd, hdr, sizeof hdr) && read_all(j->fd, j->rs, sizeof *j->rs) &&
-              read_all(j->fd, &tm, sizeof tm) && read_all(j->fd, &n, sizeof n) && hdr[0] == 0 && n < (1u << 24);
+              read_all(j->fd, &tm, sizeof tm) && read_all(j->fd, &j->mistakes_cpu, sizeof j->mistakes_cpu) &&
+              read_all(j->fd, &n, sizeof n) && hdr[0] == 0 && n < (1u << 24);
     if (ok && n > 0) {
         j->pool.v = malloc((size_t)n * sizeof *j->pool.v);
         ok = j->pool.v && read_all(j->fd, j->pool.v, (size_t)n * sizeof *j->pool.v);
         if (ok) j->pool.n = j->pool.cap = (size_t)n;
     }
-    close(j->fd);
-    j->fd = -1;
-    int status = 0;
-    while (waitpid(j->pid, &status, 0) < 0 && errno == EINTR) {}
-    j->pid = -1;
-    j->ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    j->ok = ok;
+    if (!ok || !j->dp) small_job_reap(j, !ok); /* data-parallel: the child works on, reaped later */
     if (!j->ok) {
         fprintf(stderr, "\nsr-train: training the small model failed\n");
         return -1;
@@ -565,17 +657,20 @@ static int cmd_pair(int argc, char **argv) {
     struct settings sc = s;
     if (sc.threads > 1) sc.threads /= 2;
     sc.small.tp.progress = false;
-    struct small_job job = {.s = &sc, .small = small, .rs = &rs, .fd = -1, .pid = -1};
+    /* Once its own work is done, the child trains half of each judge-phase batch (data-parallel:
+     * the judge phase is most of the base model's training, and the second core would idle). */
+    struct small_job job = {.s = &sc, .small = small, .rs = &rs, .fd = -1, .fd_out = -1, .pid = -1,
+                            .dp = s.base.judge_dp && s.base.judge_steps > 0};
+    signal(SIGPIPE, SIG_IGN); /* a process that stops shows as a failed write, with a message */
     if (small_job_start(&job) != 0) return 1;
+    struct dp_link link = {.in = job.fd, .out = job.fd_out};
     struct settings sb = s;
     sb.threads = s.threads - sc.threads > 0 ? s.threads - sc.threads : 1;
     test_stall("base");
     int rc_base = train_role(&sb, &s.base, true, &job.pool, s.seed * 2 + 2, base, "specreason-pair-base", &rb,
-                             small_job_finish, &job);
-    if (job.pid > 0) { /* the base model failed before its judge phase: stop and reap the child */
-        kill(job.pid, SIGTERM);
-        small_job_finish(&job);
-    }
+                             small_job_finish, &job, job.dp ? &link : NULL);
+    small_job_reap(&job, rc_base != 0); /* after a failure: stop the child first */
+    if (rc_base == 0 && !job.ok) fprintf(stderr, "sr-train: the small model's process failed\n");
     struct dt_pool pool = job.pool;
     if (rc_base != 0 || !job.ok) { dt_pool_free(&pool); return 1; }
     double t_train = now_s() - t0;
@@ -621,7 +716,8 @@ static int cmd_pair(int argc, char **argv) {
     json_str(f, s.judge_prompt);
     fprintf(f, ",\n  \"judge_prefill\": ");
     json_str(f, s.judge_prefill);
-    fprintf(f, ",\n  \"threads\": %d,\n  \"train_seconds\": %.1f,\n  \"n_eval\": %d,\n", s.threads, t_train, s.n_eval);
+    fprintf(f, ",\n  \"threads\": %d,\n  \"judge_processes\": %d,\n  \"train_seconds\": %.1f,\n  \"n_eval\": %d,\n",
+            s.threads, job.dp ? 2 : 1, t_train, s.n_eval);
     const struct role_cfg *rc[2] = {&s.small, &s.base};
     const struct tt_report *rr[2] = {&rs, &rb};
     const struct ev_result *ra[2] = {&as, &ab};
@@ -636,14 +732,20 @@ static int cmd_pair(int argc, char **argv) {
         }
         fprintf(f,
                 "  \"%s\": {\"file\": \"%s.gguf\", \"sha256\": \"%s\", \"layers\": %d, \"embd\": %d, \"heads\": %d, "
-                "\"ff\": %d, \"steps\": %lld, \"judge_steps\": %lld, \"seconds\": %.1f, \"loss_gen\": %.4f, "
+                "\"ff\": %d, \"steps\": %lld, \"judge_steps\": %lld, \"seconds\": %.1f, \"cpu_seconds\": %.1f, \"loss_gen\": %.4f, "
                 "\"loss_judge\": %.4f, \"accuracy\": %.4f, \"ms_per_decode\": %.4f, \"ms_prefill_32\": %.4f},\n",
                 k ? "base" : "small", k ? "base" : "small", hex, rc[k]->hp.n_layer, rc[k]->hp.n_embd, rc[k]->hp.n_head,
-                rc[k]->hp.n_ff, (long long)rr[k]->steps, k ? (long long)rc[k]->judge_steps : 0LL, rr[k]->seconds,
+                rc[k]->hp.n_ff, (long long)rr[k]->steps, k ? (long long)rc[k]->judge_steps : 0LL, rr[k]->seconds, rr[k]->cpu_seconds,
                 rr[k]->loss_gen, rr[k]->loss_judge, ra[k]->n_problems ? (double)ra[k]->n_correct / ra[k]->n_problems : 0.0,
                 dec[k], pre[k]);
     }
     int g = ej.good_accept + ej.good_reject, b = ej.bad_accept + ej.bad_reject;
+    /* What training costs on an idle machine of this kind, whatever the load during this run: the
+     * critical path of the two processes' CPU times (the small model and its mistakes beside the
+     * base model's first phase, then the data-parallel judge phase). */
+    double small_path = rs.cpu_seconds + job.mistakes_cpu;
+    fprintf(f, "  \"mistakes_cpu_seconds\": %.1f,\n  \"train_cpu_estimate_seconds\": %.1f,\n", job.mistakes_cpu,
+            (small_path > g_phase1_cpu ? small_path : g_phase1_cpu) + rb.cpu_seconds - g_phase1_cpu);
     fprintf(f, "  \"mistakes_collected\": %zu,\n  \"judge\": {\"correct_steps\": %d, \"accept_correct\": %.4f, "
                "\"wrong_steps\": %d, \"reject_wrong\": %.4f}\n}\n",
             pool.n, g, g ? (double)ej.good_accept / g : 0.0, b, b ? (double)ej.bad_reject / b : 0.0);
@@ -687,7 +789,7 @@ static int cmd_train(int argc, char **argv) {
     struct tt_report rep;
     const struct role_cfg *r = is_base ? &s.base : &s.small;
     int rc = train_role(&s, r, is_base, &pool, s.seed * 2 + (is_base ? 2 : 1), out,
-                        is_base ? "specreason-pair-base" : "specreason-pair-small", &rep, NULL, NULL);
+                        is_base ? "specreason-pair-base" : "specreason-pair-small", &rep, NULL, NULL, NULL);
     dt_pool_free(&pool);
     if (rc != 0) return 1;
     fprintf(stderr, "[%s] %lld steps in %.0f s; loss gen %.4f (acc %.2f%%) judge %.4f (acc %.2f%%), marks: errors %.2f%% ok %.2f%%\n",
@@ -881,6 +983,7 @@ static void usage(FILE *f) {
             "  --judge-real F --judge-near F --judge-weight N --judge-prompt S --judge-prefill S --mark-weight N\n"
             "  --mark-frac F --mark-layer N --mid-weight F --suffix-weight N --judge-steps N --judge-lr X\n"
             "  --judge-frac2 F --judge-weight2 N (base phase 2: judge-heavy training after generation and marks)\n"
+            "  --judge-dp 0|1 (pair: phase 2 data-parallel over both processes, half of each batch each)\n"
             "  --time-limit S (abort with an error, writing nothing, past S seconds; 0 = none)\n\n"
             "Every budget is in optimizer steps: the same settings, seed and --threads give byte-identical\n"
             "models under any load, on any machine with the same CPU type and build (meta.json records\n"

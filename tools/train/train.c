@@ -10,6 +10,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "train.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,9 +25,16 @@ struct tt_params tt_default_params(void) {
     struct tt_params p = {
         .T = 128, .B = 16, .lr = 2e-3f, .lr_min = 1e-4f, .warmup = 100, .wd = 0.01f,
         .beta1 = 0.9f, .beta2 = 0.98f, .eps = 1e-8f, .clip = 1.0f, .steps = 1000, .deadline = 0,
-        .threads = 2, .seed = 1, .label = "train", .progress = true,
+        .threads = 2, .seed = 1, .label = "train", .progress = true, .dp_role = TT_DP_NONE, .dp_in = -1,
+        .dp_out = -1,
     };
     return p;
+}
+
+double tt_cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 double tt_now(void) {
@@ -355,6 +363,77 @@ static const struct tt_sample *gen_get(void *ctx) {
     return s->n > 1 ? s : NULL;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Data parallelism over a pipe pair (see tt_params.dp_role)                                  */
+
+static bool dp_write(int fd, const void *buf, size_t n) {
+    const char *c = buf;
+    while (n > 0) {
+        ssize_t k = write(fd, c, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return false;
+        c += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+static bool dp_read(int fd, void *buf, size_t n) {
+    char *c = buf;
+    while (n > 0) {
+        ssize_t k = read(fd, c, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return false;
+        c += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+/* Every parameter tensor's data, in order (weights or gradients). */
+static bool dp_send_tensors(int fd, struct ggml_tensor *const *t, int n) {
+    for (int i = 0; i < n; i++)
+        if (!dp_write(fd, t[i]->data, ggml_nbytes(t[i]))) return false;
+    return true;
+}
+
+static bool dp_recv_tensors(int fd, struct ggml_tensor *const *t, int n) {
+    for (int i = 0; i < n; i++)
+        if (!dp_read(fd, t[i]->data, ggml_nbytes(t[i]))) return false;
+    return true;
+}
+
+/* What a worker sends before its gradients each step. */
+struct dp_step_hdr {
+    int64_t step;
+    double tokens;
+    double loss;
+    double sl[TT_N_CAT], sa[TT_N_CAT], sc[TT_N_CAT], mk[4];
+};
+
+/* The start of a data-parallel run: the two sides agree on the shape and the step count, and the
+ * worker takes the leader's weights. */
+static int dp_start(struct tm_model *m, const struct tt_params *p, char *err, size_t errlen) {
+    int64_t hdr[3] = {0x5352445031LL /* "SRDP1" */, p->steps, tm_model_n_elements(m)};
+    if (p->dp_role == TT_DP_LEADER) {
+        if (dp_write(p->dp_out, hdr, sizeof hdr) && dp_send_tensors(p->dp_out, m->params, m->n_params)) return 0;
+    } else {
+        int64_t got[3];
+        if (!dp_read(p->dp_in, got, sizeof got)) {
+            snprintf(err, errlen, "data-parallel %s: the leader process stopped before the start", p->label);
+            return -1;
+        }
+        if (memcmp(got, hdr, sizeof hdr) != 0) {
+            snprintf(err, errlen, "data-parallel %s: the leader trains another shape or step count", p->label);
+            return -1;
+        }
+        if (dp_recv_tensors(p->dp_in, m->params, m->n_params)) return 0;
+    }
+    snprintf(err, errlen, "data-parallel %s: the %s process stopped or failed at the start", p->label,
+             p->dp_role == TT_DP_LEADER ? "worker" : "leader");
+    return -1;
+}
+
 int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, void *user, struct tt_report *rep,
              char *err, size_t errlen) {
     memset(rep, 0, sizeof *rep);
@@ -372,14 +451,33 @@ int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, voi
         snprintf(err, errlen, "could not build or allocate the training graph (out of memory?)");
         return -1;
     }
+    const bool leader = p->dp_role == TT_DP_LEADER, worker = p->dp_role == TT_DP_WORKER;
+    float *wgrad = NULL; /* the leader's copy of the worker's gradients, one tensor at a time */
+    if (leader) {
+        size_t mx = 0;
+        for (int i = 0; i < m->n_params; i++)
+            mx = ggml_nbytes(m->params[i]) > mx ? ggml_nbytes(m->params[i]) : mx;
+        wgrad = malloc(mx);
+        if (!wgrad) {
+            snprintf(err, errlen, "out of memory");
+            bgraph_free(&g);
+            return -1;
+        }
+    }
+    if ((leader || worker) && dp_start(m, p, err, errlen) != 0) {
+        free(wgrad);
+        bgraph_free(&g);
+        return -1;
+    }
     struct adamw opt = {0};
-    for (int i = 0; i < m->n_params; i++) {
+    for (int i = 0; i < m->n_params && !worker; i++) {
         size_t n = (size_t)ggml_nelements(m->params[i]);
         opt.m[i] = calloc(n, sizeof(float));
         opt.v[i] = calloc(n, sizeof(float));
         if (!opt.m[i] || !opt.v[i]) {
             snprintf(err, errlen, "out of memory");
             for (int j = 0; j <= i; j++) { free(opt.m[j]); free(opt.v[j]); }
+            free(wgrad);
             bgraph_free(&g);
             return -1;
         }
@@ -388,7 +486,7 @@ int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, voi
     struct gen_src src = {.next = next, .user = user, .rng = &rng};
     const struct tt_sample *pending = NULL;
     bool tty = isatty(STDERR_FILENO);
-    double t0 = tt_now(), last_print = 0.0;
+    double t0 = tt_now(), last_print = 0.0, c0 = tt_cpu_now();
     double ema_g = -1, ema_j = -1, ema_aj = 0;
     double win_loss[TT_N_CAT] = {0}, win_acc[TT_N_CAT] = {0}, win_cnt[TT_N_CAT] = {0}, win_mark[4] = {0};
     int last_decile = -1;
@@ -399,7 +497,7 @@ int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, voi
         double el = tt_now() - t0;
         double frac = (double)step / (double)p->steps;
         if (frac >= 1.0) break;
-        if (p->deadline > 0 && t0 + el > p->deadline) {
+        if (p->deadline > 0 && t0 + el > p->deadline && !worker) {
             snprintf(err, errlen,
                      "time limit reached at step %lld of %lld (%s): stopped without a result; budgets are "
                      "optimizer steps, so a run cut short would be a different model (raise --time-limit, 0 = none)",
@@ -429,11 +527,57 @@ int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, voi
             rc = -1;
             break;
         }
-        float gn = grad_norm(m, &g);
-        float gscale = p->clip > 0 && gn > p->clip ? p->clip / gn : 1.0f;
-        adamw_step(&opt, m, &g, p, lr, gscale);
-        prof[2] += tt_now() - tc;
         rep->tokens += (double)p->T * p->B;
+        if (worker) {
+            struct dp_step_hdr h = {.step = step, .tokens = (double)p->T * p->B, .loss = loss};
+            memcpy(h.sl, sl, sizeof sl);
+            memcpy(h.sa, sa, sizeof sa);
+            memcpy(h.sc, sc, sizeof sc);
+            memcpy(h.mk, mk, sizeof mk);
+            if (!dp_write(p->dp_out, &h, sizeof h) || !dp_send_tensors(p->dp_out, g.grads, m->n_params) ||
+                !dp_recv_tensors(p->dp_in, m->params, m->n_params)) {
+                snprintf(err, errlen, "data-parallel %s: the leader process stopped at step %lld", p->label,
+                         (long long)step);
+                rc = -1;
+                break;
+            }
+        } else {
+            if (leader) {
+                struct dp_step_hdr h;
+                bool ok = dp_read(p->dp_in, &h, sizeof h) && h.step == step && isfinite(h.loss);
+                /* (leader + worker) / 2 element by element, in this order: the bits cannot depend on
+                 * which process got here first */
+                for (int i = 0; ok && i < m->n_params; i++) {
+                    float *gr = g.grads[i]->data;
+                    int64_t n = ggml_nelements(m->params[i]);
+                    ok = dp_read(p->dp_in, wgrad, (size_t)n * sizeof *wgrad);
+                    for (int64_t j = 0; ok && j < n; j++) gr[j] = 0.5f * (gr[j] + wgrad[j]);
+                }
+                if (!ok) {
+                    snprintf(err, errlen, "data-parallel %s: the worker process stopped or failed at step %lld",
+                             p->label, (long long)step);
+                    rc = -1;
+                    break;
+                }
+                for (int c = 0; c < TT_N_CAT; c++) {
+                    sl[c] += h.sl[c];
+                    sa[c] += h.sa[c];
+                    sc[c] += h.sc[c];
+                }
+                for (int k = 0; k < 4; k++) mk[k] += h.mk[k];
+                rep->tokens += h.tokens;
+            }
+            float gn = grad_norm(m, &g);
+            float gscale = p->clip > 0 && gn > p->clip ? p->clip / gn : 1.0f;
+            adamw_step(&opt, m, &g, p, lr, gscale);
+            if (leader && !dp_send_tensors(p->dp_out, m->params, m->n_params)) {
+                snprintf(err, errlen, "data-parallel %s: the worker process stopped or failed at step %lld", p->label,
+                         (long long)step);
+                rc = -1;
+                break;
+            }
+        }
+        prof[2] += tt_now() - tc;
 
         if (sc[TT_CAT_GEN] > 0) {
             double l = sl[TT_CAT_GEN] / sc[TT_CAT_GEN];
@@ -464,6 +608,7 @@ int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, voi
     }
     rep->steps = step;
     rep->seconds = tt_now() - t0;
+    rep->cpu_seconds = tt_cpu_now() - c0;
     if (getenv("SR_TRAIN_PROFILE"))
         fprintf(stderr, "[%s] time: pack %.1f s, graph %.1f s, optimizer %.1f s\n", p->label, prof[0], prof[1], prof[2]);
     rep->loss_gen = win_cnt[1] > 0 ? win_loss[1] / win_cnt[1] : ema_g;
@@ -479,6 +624,7 @@ int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, voi
         free(opt.m[i]);
         free(opt.v[i]);
     }
+    free(wgrad);
     bgraph_free(&g);
     return rc;
 }

@@ -59,11 +59,24 @@ struct tt_params {
     uint64_t seed;      /* data order */
     const char *label;  /* progress-bar label */
     bool progress;      /* progress bar with ETA on stderr */
+    /* Data parallelism over two processes joined by pipes (the pair's judge phase): TT_DP_NONE
+     * trains alone; the TT_DP_LEADER owns the optimizer, the TT_DP_WORKER computes the gradients
+     * of its own batch (its own data stream: its own seed) and sends them with its statistics.
+     * Each step the leader averages the two gradients as (leader + worker) / 2 -- always that
+     * order, whichever process finishes first -- clips, updates and sends the new weights back, so
+     * both hold the same bits and the result does not depend on timing. dp_in / dp_out: the pipe
+     * ends to read from and write to. Both sides must have the same model shape, T and steps. */
+    int32_t dp_role;
+    int dp_in, dp_out;
 };
+
+enum { TT_DP_NONE = 0, TT_DP_LEADER = 1, TT_DP_WORKER = 2 };
 
 struct tt_report {
     int64_t steps;
     double seconds;
+    double cpu_seconds; /* CPU time of this process while training (what an idle core would take: the
+                           load-independent cost; waits on the other data-parallel process excluded) */
     double tokens;      /* positions processed (including padding) */
     double loss_gen;    /* mean cross-entropy per generation target, last ~5% of steps */
     double loss_judge;  /* same for judge targets */
@@ -77,6 +90,8 @@ struct tt_params tt_default_params(void);
 
 /* CLOCK_MONOTONIC in seconds (the clock of tt_params.deadline). */
 double tt_now(void);
+/* CPU time of the calling process in seconds. */
+double tt_cpu_now(void);
 
 /* Trains m in place. Returns 0, or -1 with a message in err. */
 int tt_train(struct tm_model *m, const struct tt_params *p, tt_next_fn next, void *user, struct tt_report *rep,
