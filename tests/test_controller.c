@@ -209,6 +209,7 @@ static void test_gate(void) {
     memset(&S, 0, sizeof S);
     sr_ctl_stats(&c, &S);
     CHECK(S.n_unjudged == t.skipped && S.n_audits == t.audits);
+    printf("gate: skip rate %.3f\n", S.ctl_skip_rate);
     CHECK(S.ctl_skip_rate > 0.2);
 
     /* Precision 1: never skips. */

@@ -634,7 +634,7 @@ static struct sr_ctl_shared *calibrated(const struct sr_run_params *p) {
     cp.audit = p->ctl_audit;
     struct sr_ctl c;
     sr_ctl_init(&c, &cp, NULL, sr_loop_ctl_key(p));
-    for (int i = 0; i < 60; i++) {
+    for (int i = 0; i < 150; i++) {
         struct sr_ctl_step cs = {.reason = SR_CTL_WARMUP, .gate = SR_GATE_JUDGED};
         bool good = i % 3 != 0;
         struct sr_ctl_obs o = {.speculated = true, .judged = true, .accepted = good,

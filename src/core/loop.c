@@ -104,6 +104,8 @@ enum sr_status sr_run_params_check(const struct sr_run_params *p, struct sr_erro
         return sr_seterr(err, SR_ERR_INVALID_ARG, "policy must be auto, always or never");
     if (!(p->ctl_precision > 0.0f && p->ctl_precision <= 1.0f))
         return sr_seterr(err, SR_ERR_INVALID_ARG, "ctl_precision must be in (0, 1]");
+    if (p->ctl_gate_label != SR_LABEL_OUTCOME && p->ctl_gate_label != SR_LABEL_JUDGE)
+        return sr_seterr(err, SR_ERR_INVALID_ARG, "ctl_gate_label must be outcome or judge");
     if (!(p->ctl_audit >= 0.0f && p->ctl_audit <= 1.0f))
         return sr_seterr(err, SR_ERR_INVALID_ARG, "ctl_audit must be in [0, 1]");
     if (p->pipeline != SR_PIPE_AUTO && p->pipeline != SR_PIPE_ON && p->pipeline != SR_PIPE_OFF)
@@ -157,6 +159,7 @@ struct step {
     int32_t n_tok;       /* tokens of the adopted text in its author's tokenizer */
     int32_t n_draft;     /* tokens of the small draft (0 if none) */
     bool keep_draft;     /* the rejected draft is kept in the step record */
+    bool redo_same;      /* rejected, and the base model wrote the draft's text again */
     const char *tail;    /* what follows the step in the result text (the delimiter) */
     size_t tlen;
     /* the controller (policy auto) */
@@ -440,6 +443,8 @@ static enum sr_status rewrite_rejected(struct run *r, struct step *w) {
     if (st != SR_OK) return fail(r, r->base, st, "base model writing");
     w->author = SR_AUTHOR_BASE_REJECT;
     w->n_tok = w->g.n_tokens;
+    w->redo_same = w->g.text.len == w->d.text.len &&
+                   (w->g.text.len == 0 || memcmp(w->g.text.data, w->d.text.data, w->g.text.len) == 0);
     return small_adopts_base_step(r, w);
 }
 
@@ -561,6 +566,7 @@ static void observe(struct run *r, const struct step *w) {
     if (!r->use_ctl) return;
     double t_step = w->t_draft + w->t_judge + w->t_base + w->t_sync + w->catch_ms;
     struct sr_ctl_obs o = {.speculated = w->drafted, .judged = w->judged, .accepted = w->verdict,
+                           .same = w->verdict || w->redo_same,
                            .conf_min = w->cs.conf_min, .n_draft = w->n_draft, .t_draft_ms = w->t_draft,
                            .n_judge_tokens = w->n_judge_tok, .n_suffix_tokens = w->n_suffix_tok,
                            .t_judge_ms = w->t_judge, .n_base = w->author == SR_AUTHOR_BASE_REJECT ||
@@ -812,9 +818,10 @@ static void finish_stats(struct run *r) {
 
 /* The controller's key: the settings its gate labels and acceptance depend on. */
 uint64_t sr_loop_ctl_key(const struct sr_run_params *p) {
-    char num[96];
-    snprintf(num, sizeof num, "%.9g|%d|%.9g|%.9g", (double)p->threshold, (int)p->score_method,
-             (double)p->small.temperature, (double)p->small.top_p);
+    char num[160];
+    snprintf(num, sizeof num, "%.9g|%d|%.9g|%.9g|%d|%.9g|%.9g", (double)p->threshold, (int)p->score_method,
+             (double)p->small.temperature, (double)p->small.top_p, (int)p->ctl_gate_label,
+             (double)p->base.temperature, (double)p->base.top_p); /* outcome labels: the base model rewrites */
     uint64_t h = sr_ctl_hash(0, num);
     h = sr_ctl_hash(h, p->prompt_template ? p->prompt_template : SR_PROMPT_MATH);
     h = sr_ctl_hash(h, p->judge_prompt ? p->judge_prompt : SR_JUDGE_PROMPT);
@@ -886,6 +893,7 @@ enum sr_status sr_loop_run_chat_shared(struct sr_lm *small, struct sr_lm *base, 
         cp.precision = p->ctl_precision;
         cp.audit = p->ctl_audit;
         cp.probe_max = p->ctl_probe_max;
+        cp.label_judge = p->ctl_gate_label == SR_LABEL_JUDGE;
         struct sr_ctl_model m;
         sr_ctl_init(&r.ctl, &cp, sr_ctl_shared_get(shared, &m) ? &m : NULL, sr_loop_ctl_key(p));
     }
