@@ -132,6 +132,10 @@ struct run {
     size_t errlen;
     bool cancelled;
     struct sr_lm *drafter; /* token-level drafts for the base model (spec_decode), or NULL */
+    /* Policy auto, greedy, no spec_decode: the small model (itself, not a pipeline proxy)
+     * proposes tokens when the base model rewrites a rejected draft, which it often rewrites to
+     * the same text; verified in batches, the rewrite is the same, only faster. NULL = plain. */
+    struct sr_lm *redrafter;
     struct sr_sd_stats sd;
     int64_t t_start_us;
     int64_t b0_small, b0_base, d0_small, d0_base; /* backend time and decode counters at the start */
@@ -160,6 +164,7 @@ struct step {
     int32_t n_draft;     /* tokens of the small draft (0 if none) */
     bool keep_draft;     /* the rejected draft is kept in the step record */
     bool redo_same;      /* rejected, and the base model wrote the draft's text again */
+    bool redrafted;      /* the rewrite was verified against the small model's tokens */
     const char *tail;    /* what follows the step in the result text (the delimiter) */
     size_t tlen;
     /* the controller (policy auto) */
@@ -438,7 +443,15 @@ static enum sr_status rewrite_rejected(struct run *r, struct step *w) {
     if (st != SR_OK) return fail(r, r->small, st, "small model rollback");
     w->t_sync += ms_since(t0);
     t0 = sr_time_us();
-    st = base_write(r, r->delim, r->p->max_step_tokens, w->ms0, &w->g);
+    if (r->redrafter) { /* the small model stands where the base model does (both rolled back) */
+        struct sr_sd_params sd = {r->p->draft_max, r->p->draft_min, r->p->draft_p_min};
+        st = r->base->ops->generate_spec(r->base, r->redrafter, r->delim, r->p->max_step_tokens, &sd, &w->g, &r->sd);
+        enum sr_status rs = r->redrafter->ops->rollback(r->redrafter, w->ms0);
+        if (st == SR_OK && rs != SR_OK) return fail(r, r->redrafter, rs, "small model rollback");
+        w->redrafted = true;
+    } else {
+        st = base_write(r, r->delim, r->p->max_step_tokens, w->ms0, &w->g);
+    }
     w->t_base = ms_since(t0);
     if (st != SR_OK) return fail(r, r->base, st, "base model writing");
     w->author = SR_AUTHOR_BASE_REJECT;
@@ -569,8 +582,8 @@ static void observe(struct run *r, const struct step *w) {
                            .same = w->verdict || w->redo_same,
                            .conf_min = w->cs.conf_min, .n_draft = w->n_draft, .t_draft_ms = w->t_draft,
                            .n_judge_tokens = w->n_judge_tok, .n_suffix_tokens = w->n_suffix_tok,
-                           .t_judge_ms = w->t_judge, .n_base = w->author == SR_AUTHOR_BASE_REJECT ||
-                           w->author == SR_AUTHOR_BASE_FORCED ? w->n_tok : 0, .t_base_ms = w->t_base,
+                           .t_judge_ms = w->t_judge, .n_base = !w->redrafted && (w->author == SR_AUTHOR_BASE_REJECT ||
+                           w->author == SR_AUTHOR_BASE_FORCED) ? w->n_tok : 0, .t_base_ms = w->t_base,
                            .n_sync = w->sync_n, .t_sync_ms = w->sync_ms, .n_catchup = w->catch_n,
                            .t_catchup_ms = w->catch_ms, .n_step = w->n_tok, .t_step_ms = t_step};
     sr_ctl_observe(&r->ctl, &w->cs, &o);
@@ -882,6 +895,11 @@ enum sr_status sr_loop_run_chat_shared(struct sr_lm *small, struct sr_lm *base, 
     r.errbuf = errbuf;
     r.errlen = errlen;
     r.drafter = use_sd ? small : NULL;
+    if (p->mode == SR_MODE_SPEC && p->policy == SR_POLICY_AUTO && !use_sd && p->small.temperature <= 0.0f &&
+        p->base.temperature <= 0.0f && base->ops->generate_spec && base->ops->draft_compatible) {
+        char why[256];
+        if (base->ops->draft_compatible(base, small, why, sizeof why)) r.redrafter = small;
+    }
     r.b0_small = small ? small->t_backend_us : 0;
     r.b0_base = base ? base->t_backend_us : 0;
     r.d0_small = small ? small->n_decode : 0;
