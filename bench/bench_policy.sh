@@ -34,7 +34,7 @@ common=(--temp 0 --threads "$threads" --threads-batch "$threads_batch" -t 7 -l "
 
 if [ "${SR_POLICY_GEN:-0}" = 1 ]; then
     gen=$build/sr-genmodel
-    vocab=$(sed -n 's/^llama_DIR:PATH=//p' "$build/CMakeCache.txt")/../../../share/ggml-vocab-qwen2.gguf
+    vocab=$(sed -n 's/^llama_DIR:[A-Z]*=//p' "$build/CMakeCache.txt")/../../../share/ggml-vocab-qwen2.gguf
     [ -f "$vocab" ] || { echo "bench_policy.sh: $vocab not found" >&2; exit 1; }
     small=$tmp/gen-small.gguf
     base=$tmp/gen-base.gguf

@@ -8,14 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PROBE_MIN 4
+#define PROBE_MIN 8
 
 struct sr_ctl_params sr_ctl_default_params(void) {
     struct sr_ctl_params p = {
         .precision = 0.97f,
         .audit = 0.1f,
         .probe_max = 64,
-        .warmup = 4,
+        .warmup = 2,
         .cal_min = 16,
         .cal_target = 48,
         .prior_accept = 0.7f,

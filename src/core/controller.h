@@ -70,7 +70,7 @@ struct sr_ctl_params {
     float precision;   /* gate target; >= 1 = never skip */
     float audit;       /* fraction of skippable drafts judged anyway */
     int32_t probe_max; /* largest probe interval */
-    int32_t warmup;    /* judged drafts before any cost decision (default 4) */
+    int32_t warmup;    /* judged drafts before any cost decision (default 2) */
     int32_t cal_min;   /* labels the gate needs before it may skip (default 16) */
     int32_t cal_target; /* warm-up keeps judging until this many labels while the gate could pay (48) */
     float prior_accept; /* acceptance before any label (0.7) */
