@@ -152,6 +152,7 @@ int common_opts_run_params(const char *prog, const struct common_opts *o, struct
         if ((rc = opt_pick(prog, o->pipeline, "pipeline", m, 3, &v))) return rc;
         rp->pipeline = (enum sr_pipeline)v;
     }
+    rp->ctl_verify_rewrite = o->verify_rewrite;
     rp->ctl_precision = (float)o->ctl_precision;
     rp->ctl_audit = (float)o->ctl_audit;
     rp->ctl_probe_max = (int32_t)o->ctl_probe_max;

@@ -305,6 +305,11 @@ struct sr_run_params {
                                           of the gate label's rate reaches this; (0, 1]; 1 = never
                                           skip; default 0.97 */
     enum sr_gate_label ctl_gate_label; /* what the gate calibrates against; default outcome */
+    bool ctl_verify_rewrite;           /* policy auto, greedy, in-process, shared tokenizer: the base
+                                          model rewrites a rejected draft verifying the small model's
+                                          tokens in batches (faster where it rewrites the same text);
+                                          batched logits round differently, so on near ties the text
+                                          can differ from a plain rewrite; default false */
     float ctl_audit;                   /* fraction of skippable drafts judged anyway; [0, 1];
                                           default 0.1 */
     int32_t ctl_probe_max;             /* most base-written steps between two probes of

@@ -132,9 +132,9 @@ struct run {
     size_t errlen;
     bool cancelled;
     struct sr_lm *drafter; /* token-level drafts for the base model (spec_decode), or NULL */
-    /* Policy auto, greedy, no spec_decode: the small model (itself, not a pipeline proxy)
-     * proposes tokens when the base model rewrites a rejected draft, which it often rewrites to
-     * the same text; verified in batches, the rewrite is the same, only faster. NULL = plain. */
+    /* Policy auto with ctl_verify_rewrite, greedy, no spec_decode: the small model (itself, not a
+     * pipeline proxy) proposes tokens when the base model rewrites a rejected draft, which it
+     * often rewrites to the same text; verified in batches, faster. NULL = plain. */
     struct sr_lm *redrafter;
     struct sr_sd_stats sd;
     int64_t t_start_us;
@@ -895,7 +895,8 @@ enum sr_status sr_loop_run_chat_shared(struct sr_lm *small, struct sr_lm *base, 
     r.errbuf = errbuf;
     r.errlen = errlen;
     r.drafter = use_sd ? small : NULL;
-    if (p->mode == SR_MODE_SPEC && p->policy == SR_POLICY_AUTO && !use_sd && p->small.temperature <= 0.0f &&
+    if (p->mode == SR_MODE_SPEC && p->policy == SR_POLICY_AUTO && !use_sd && p->ctl_verify_rewrite &&
+        p->small.temperature <= 0.0f &&
         p->base.temperature <= 0.0f && base->ops->generate_spec && base->ops->draft_compatible) {
         char why[256];
         if (base->ops->draft_compatible(base, small, why, sizeof why)) r.redrafter = small;
