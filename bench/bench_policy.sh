@@ -34,7 +34,7 @@ common=(--temp 0 --threads "$threads" --threads-batch "$threads_batch" -t 7 -l "
 
 if [ "${SR_POLICY_GEN:-0}" = 1 ]; then
     gen=$build/sr-genmodel
-    vocab=$(sed -n 's/^llama_DIR:PATH=//p' "$build/CMakeCache.txt")/../../../share/ggml-vocab-qwen2.gguf
+    vocab=$(sed -n 's/^llama_DIR:[A-Z]*=//p' "$build/CMakeCache.txt")/../../../share/ggml-vocab-qwen2.gguf
     [ -f "$vocab" ] || { echo "bench_policy.sh: $vocab not found" >&2; exit 1; }
     small=$tmp/gen-small.gguf
     base=$tmp/gen-base.gguf
@@ -74,18 +74,24 @@ else
            --max-answer-tokens 16)
 fi
 
-echo "[bench_policy] $label: $small + $base, $n problems" >&2
+key=generated
+[ "${SR_POLICY_GEN:-0}" = 1 ] || key=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["key"])' "$dir/meta.json")
+echo "[bench_policy] $label ($key): $small + $base, $n problems" >&2
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
 "$ev" --small "$small" --base "$base" -d "$data" -m base,spec-always,spec-auto "${common[@]}" "${flags[@]}" \
     ${SR_POLICY_FLAGS:-} -o "$tmp/eval" >"$tmp/table.txt"
+load1=$(cut -d' ' -f1-3 /proc/loadavg)
 "$cost" --threads "$threads" --threads-batch "$threads_batch" "$small" "$base" >"$tmp/cost.json"
 
-exec python3 - "$out" "$tmp/eval/results.jsonl" "$tmp/cost.json" "$label" "$small" "$base" <<'PY'
+exec python3 - "$out" "$tmp/eval/results.jsonl" "$tmp/cost.json" "$label" "$small" "$base" "$key" "$load0" "$load1" \
+    "${SR_POLICY_FLAGS:-}" <<'PY'
 import json, statistics, sys
-out, results, costf, label, small, base = sys.argv[1:7]
+out, results, costf, label, small, base, key, load0, load1, extra = sys.argv[1:11]
 recs = [json.loads(l) for l in open(results) if l.strip()]
 modes = ["base", "spec-always", "spec-auto"]
 by = {m: [r for r in recs if r["mode"] == m] for m in modes}
-res = {"pair": label, "small": small, "base": base, "n_problems": len(by["base"]), "threshold": 7, "modes": {}}
+res = {"pair": label, "key": key, "small": small, "base": base, "n_problems": len(by["base"]), "threshold": 7,
+       "extra_flags": extra, "loadavg_before": load0, "loadavg_after": load1, "modes": {}}
 for m in modes:
     rs = by[m]
     lat = [r["stats"]["t_total_ms"] for r in rs]
@@ -102,6 +108,16 @@ for m in modes:
         pred = [s["ctl_model"]["predicted_speedup"] for s in st if s["ctl_model"]["predicted_speedup"]]
         meas = [s["ctl_model"]["measured_speedup"] for s in st if s["ctl_model"]["measured_speedup"]]
         d["predicted_speedup_mean"] = statistics.mean(pred) if pred else None
+        # The same text as policy always (greedy): what the gate and the base model's own steps changed.
+        alw = {r["id"]: r["text"] for r in by["spec-always"]}
+        d["same_text_as_always"] = sum(r["text"] == alw.get(r["id"]) for r in rs)
+        alc = {r["id"]: r["correct"] for r in by["spec-always"]}
+        d["correct_where_always_wrong"] = sum(r["correct"] and alc.get(r["id"]) is False for r in rs)
+        d["wrong_where_always_correct"] = sum(not r["correct"] and alc.get(r["id"]) is True for r in rs)
+        d["unjudged_share_of_drafts"] = d["unjudged"] / max(1, d["unjudged"] + d["judged"])
+        d["gate_level_last"] = st[-1]["ctl_model"]["gate_level"]
+        # The first problem with an unjudged step: how long the gate took to calibrate.
+        d["first_problem_with_unjudged"] = next((i for i, s in enumerate(st) if s["unjudged"] > 0), None)
         d["measured_speedup_mean"] = statistics.mean(meas) if meas else None
     res["modes"][m] = d
 b = res["modes"]["base"]
@@ -145,5 +161,11 @@ for k in ["small_decode_ms_per_token", "base_decode_ms_per_token", "judge_prefil
     v = c[k]
     pr("%-34s learned %s, bench_cost %s" % (k, "%.4f" % v["learned"] if v["learned"] else "-", "%.4f" % v["measured"]))
 pr("predicted speedup (mean over runs) %s, measured %s" % (a["predicted_speedup_mean"], a["measured_speedup_mean"]))
+pr("auto: %d drafts judged, %d unjudged (%.1f%%), first unjudged in problem %s, gate level %s; text as always on %d/%d; "
+   "wrong where always is right %d, right where always is wrong %d" % (
+       a["judged"], a["unjudged"], 100 * a["unjudged_share_of_drafts"], a["first_problem_with_unjudged"],
+       a["gate_level_last"], a["same_text_as_always"], res["n_problems"], a["wrong_where_always_correct"],
+       a["correct_where_always_wrong"]))
+pr("load average before %s, after %s" % (load0, load1))
 pr("wrote", out)
 PY

@@ -142,11 +142,17 @@ int common_opts_run_params(const char *prog, const struct common_opts *o, struct
         if ((rc = opt_pick(prog, o->policy, "policy", m, 3, &v))) return rc;
         rp->policy = (enum sr_policy)v;
     }
+    if (o->gate_label) {
+        static const char *const m[] = {"outcome", "judge"};
+        if ((rc = opt_pick(prog, o->gate_label, "gate label", m, 2, &v))) return rc;
+        rp->ctl_gate_label = (enum sr_gate_label)v;
+    }
     if (o->pipeline) {
         static const char *const m[] = {"auto", "on", "off"};
         if ((rc = opt_pick(prog, o->pipeline, "pipeline", m, 3, &v))) return rc;
         rp->pipeline = (enum sr_pipeline)v;
     }
+    rp->ctl_verify_rewrite = o->verify_rewrite;
     rp->ctl_precision = (float)o->ctl_precision;
     rp->ctl_audit = (float)o->ctl_audit;
     rp->ctl_probe_max = (int32_t)o->ctl_probe_max;

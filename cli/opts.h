@@ -49,6 +49,8 @@ struct common_opts {
     int64_t remote_retries;
     const char *policy; /* the controller (issue 14) */
     const char *pipeline; /* pipelined speculation (issue 17) */
+    const char *gate_label;
+    bool verify_rewrite;
     int64_t small_threads, base_threads;
     double ctl_precision, ctl_audit;
     int64_t ctl_probe_max;
@@ -87,7 +89,11 @@ struct common_opts {
     {"policy", 0, OPT_STR, &(O).policy, 0, 0,                                                               \
      "auto | always | never: mode spec's controller (default auto: decides per step; always: the reference; never: base only)"}, \
     {"gate-precision", 0, OPT_FLOAT, &(O).ctl_precision, 1e-6, 1,                                           \
-     "auto: skip the judge only where its acceptance is at least this (lower bound; 1 = never skip; default 0.97)"}, \
+     "auto: skip the judge only where the gate label's rate is at least this (lower bound; 1 = never skip; default 0.97)"}, \
+    {"gate-label", 0, OPT_STR, &(O).gate_label, 0, 0,                                                       \
+     "outcome | judge: what the gate calibrates against (default outcome: the draft was kept, or the base model rewrote it to the same text)"}, \
+    {"verify-rewrite", 0, OPT_FLAG, &(O).verify_rewrite, 0, 0,                                               \
+     "auto, greedy: the base model rewrites a rejected draft verifying the small model's tokens in batches (faster; near ties may change the text)"}, \
     {"audit", 0, OPT_FLOAT, &(O).ctl_audit, 0, 1, "auto: fraction of skippable drafts judged anyway (default 0.1)"}, \
     {"probe-max", 0, OPT_INT, &(O).ctl_probe_max, 1, 65536,                                                  \
      "auto: most base-written steps between probes of speculation (default 64)"},                             \

@@ -175,9 +175,17 @@ enum sr_stop_reason {
 enum sr_policy {
     SR_POLICY_AUTO = 0,   /* per step: speculate or let the base model write, by expected time; skip
                              the judge on drafts the small model is confident about (calibrated
-                             per pair against the judge's verdicts) */
+                             per pair on judged drafts: ctl_gate_label) */
     SR_POLICY_ALWAYS = 1, /* speculate and judge every step (the reference's behaviour) */
     SR_POLICY_NEVER = 2,  /* the base model writes every step (exactly mode base) */
+};
+
+/* What the judge-skip gate of policy auto calibrates against (struct sr_run_params.ctl_gate_label). */
+enum sr_gate_label {
+    SR_LABEL_OUTCOME = 0, /* the step's outcome: a judged draft counts as skippable when it was kept,
+                             or rejected and rewritten by the base model to the same text (skipping
+                             the judge would have changed nothing) */
+    SR_LABEL_JUDGE = 1,   /* the judge's verdict alone */
 };
 
 /* Pipelined speculation (src/core/pipeline.c): while the base model judges step k, the small
@@ -294,8 +302,14 @@ struct sr_run_params {
      * per engine across runs (sessions share them), so decisions improve as an engine serves. */
     enum sr_policy policy;             /* default SR_POLICY_AUTO */
     float ctl_precision;               /* judge-skip gate: skip only where a lower confidence bound
-                                          of the judge's acceptance reaches this; (0, 1]; 1 = never
+                                          of the gate label's rate reaches this; (0, 1]; 1 = never
                                           skip; default 0.97 */
+    enum sr_gate_label ctl_gate_label; /* what the gate calibrates against; default outcome */
+    bool ctl_verify_rewrite;           /* policy auto, greedy, in-process, shared tokenizer: the base
+                                          model rewrites a rejected draft verifying the small model's
+                                          tokens in batches (faster where it rewrites the same text);
+                                          batched logits round differently, so on near ties the text
+                                          can differ from a plain rewrite; default false */
     float ctl_audit;                   /* fraction of skippable drafts judged anyway; [0, 1];
                                           default 0.1 */
     int32_t ctl_probe_max;             /* most base-written steps between two probes of

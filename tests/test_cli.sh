@@ -75,6 +75,7 @@ printf 'What is\0 2+2?' > "$dir/cli-nul.txt"
 expect 2 "NUL byte" -- "$cli" "${common[@]}" -f "$dir/cli-nul.txt"
 expect 0 "digit-softmax" -- "$cli" "${common[@]}" --score digit-softmax --quiet -p "What is 2+3?"
 expect 2 "unknown score method 'mean'" -- "$cli" "${common[@]}" --score mean -p x
+expect 2 "unknown gate label 'bogus'" -- "$cli" "${common[@]}" --gate-label bogus -p x
 
 # Single-model modes need only their model; spec decoding needs both.
 expect 0 "^steps" -- "$cli" --base "$base" --mode base --ctx 2048 --budget 32 --greedy -p "hi"

@@ -9,7 +9,9 @@
  *   - the judge-skip gate accepts unjudged only at or above its calibrated level, only after it
  *     has enough labels, and what it skips the judge would have accepted; audits are sampled and
  *     an audit the judge rejects raises the level;
- *   - a model carried over to the next run skips the warm-up; other judge settings reset the gate.
+ *   - a model carried over to the next run skips the warm-up; other judge settings reset the gate;
+ *   - with outcome labels (kept, or rewritten to the same text) the gate skips where the judge's
+ *     false alarms keep a judge-label gate judging, and not in a band where steps do change.
  */
 #include <math.h>
 #include <stdint.h>
@@ -209,6 +211,7 @@ static void test_gate(void) {
     memset(&S, 0, sizeof S);
     sr_ctl_stats(&c, &S);
     CHECK(S.n_unjudged == t.skipped && S.n_audits == t.audits);
+    printf("gate: skip rate %.3f\n", S.ctl_skip_rate);
     CHECK(S.ctl_skip_rate > 0.2);
 
     /* Precision 1: never skips. */
@@ -305,6 +308,57 @@ static void test_carry(void) {
     CHECK(sr_ctl_hash(0, "ab") != sr_ctl_hash(sr_ctl_hash(0, "a"), "b"));
 }
 
+/* A judge with false alarms: it rejects 15% of the drafts the base model then rewrites to the
+ * same text. Changes happen only below -0.25 (6% in [-0.5, -0.25), 50% below -0.5). */
+static int outcome_run(bool label_judge, int *skipped_changed, float *level) {
+    struct sr_ctl c;
+    struct sr_ctl_params p = sr_ctl_default_params();
+    p.label_judge = label_judge;
+    sr_ctl_init(&c, &p, NULL, 9);
+    struct world w = {.rng = 11};
+    int skipped = 0;
+    *skipped_changed = 0;
+    for (int i = 0; i < 3000; i++) {
+        struct sr_ctl_step cs;
+        memset(&cs, 0, sizeof cs);
+        struct sr_ctl_obs o;
+        memset(&o, 0, sizeof o);
+        cs.reason = SR_CTL_CHEAPER;
+        c.cur = SR_CTL_CHEAPER;
+        double u = urand(&w), v = urand(&w); /* 70% above -0.25, 15% in [-0.5, -0.25), 15% below */
+        float conf = (float)(u < 0.7 ? -0.25 * v : u < 0.85 ? -0.25 - 0.25 * v : -0.5 - v);
+        double pc = conf >= -0.25f ? 0.0 : conf >= -0.5f ? 0.06 : 0.5;
+        bool changed = urand(&w) < pc;
+        bool accepted = changed ? urand(&w) < 0.1 : urand(&w) >= 0.15;
+        o.speculated = true;
+        o.conf_min = conf;
+        o.n_step = 17;
+        if (sr_ctl_judge(&c, conf, conf, &cs)) {
+            o.judged = true;
+            o.accepted = accepted;
+            o.same = accepted || !changed;
+        } else {
+            skipped++;
+            *skipped_changed += changed;
+        }
+        sr_ctl_observe(&c, &cs, &o);
+    }
+    *level = c.m.level;
+    return skipped;
+}
+
+static void test_outcome_labels(void) {
+    int ch_o = 0, ch_j = 0;
+    float lv_o = 0, lv_j = 0;
+    int sk_o = outcome_run(false, &ch_o, &lv_o), sk_j = outcome_run(true, &ch_j, &lv_j);
+    printf("outcome labels: skipped %d of 3000 (%d changed), level %.3f; judge labels: skipped %d (%d changed), "
+           "level %.3f\n", sk_o, ch_o, (double)lv_o, sk_j, ch_j, (double)lv_j);
+    CHECK(sk_o > 3000 * 4 / 10);              /* most of the unchanging 70% (less audits, warm-up) */
+    CHECK(sk_o > 2 * sk_j);                    /* the judge's false alarms hold a judge-label gate back */
+    CHECK(ch_o <= sk_o / 200 + 1);             /* and what it skips hardly ever changes */
+    CHECK(isfinite(lv_o) && lv_o > -0.5f);     /* not in the band where 6% change */
+}
+
 static void test_median(void) {
     struct sr_ctl c = fresh();
     CHECK(sr_ctl_median(&c.m.small_tok) == 0.0);
@@ -330,5 +384,6 @@ int main(void) {
     test_gate();
     test_audit_disagreement();
     test_carry();
+    test_outcome_labels();
     return test_summary("test_controller");
 }

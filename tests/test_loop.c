@@ -634,7 +634,7 @@ static struct sr_ctl_shared *calibrated(const struct sr_run_params *p) {
     cp.audit = p->ctl_audit;
     struct sr_ctl c;
     sr_ctl_init(&c, &cp, NULL, sr_loop_ctl_key(p));
-    for (int i = 0; i < 60; i++) {
+    for (int i = 0; i < 150; i++) {
         struct sr_ctl_step cs = {.reason = SR_CTL_WARMUP, .gate = SR_GATE_JUDGED};
         bool good = i % 3 != 0;
         struct sr_ctl_obs o = {.speculated = true, .judged = true, .accepted = good,
@@ -731,12 +731,12 @@ static void test_auto_gate(void) {
 /* Speculation loses: the base model writes, the small model lags, and a probe first gives it
  * the base model's steps (its context must be a prefix of the adopted text throughout). */
 static void test_auto_probe(void) {
-    static const char *sg[] = {"p3"};
-    static const char *bg[] = {"b0", "b1", "b2", "b4 \\boxed{1}"};
+    static const char *sg[] = {"p7"};
+    static const char *bg[] = {"b0", "b1", "b2", "b3", "b4", "b5", "b6", "b8 \\boxed{1}"};
     static const int sc[] = {8};
     struct fake s, b;
     fake_init(&s, "small", sg, 1, NULL, 0);
-    fake_init(&b, "base", bg, 4, sc, 1);
+    fake_init(&b, "base", bg, 8, sc, 1);
     struct sr_run_params p = params(SR_MODE_SPEC, 7);
     p.policy = SR_POLICY_AUTO;
     struct sr_ctl_shared *sh = sr_ctl_shared_new();
@@ -757,16 +757,16 @@ static void test_auto_probe(void) {
     struct sr_result *r = NULL;
     char err[512] = "";
     enum sr_status st = sr_loop_run_shared(&s.base, &b.base, "2+2?", &p, sh, &r, err, sizeof err);
-    CHECK(st == SR_OK && r && r->n_steps == 5);
-    if (r && r->n_steps == 5) {
-        CHECK_STR(r->text, "b0\n\nb1\n\nb2\n\np3\n\nb4 \\boxed{1}\n\n");
-        CHECK(r->steps[0].ctl_reason == SR_CTL_BASE && r->steps[2].ctl_reason == SR_CTL_BASE);
-        CHECK(r->steps[3].ctl_reason == SR_CTL_PROBE && r->steps[3].ctl_gate == SR_GATE_JUDGED);
-        CHECK(r->steps[3].author == SR_AUTHOR_SMALL && r->steps[4].ctl_reason == SR_CTL_BASE);
+    CHECK(st == SR_OK && r && r->n_steps == 9);
+    if (r && r->n_steps == 9) {
+        CHECK_STR(r->text, "b0\n\nb1\n\nb2\n\nb3\n\nb4\n\nb5\n\nb6\n\np7\n\nb8 \\boxed{1}\n\n");
+        CHECK(r->steps[0].ctl_reason == SR_CTL_BASE && r->steps[6].ctl_reason == SR_CTL_BASE);
+        CHECK(r->steps[7].ctl_reason == SR_CTL_PROBE && r->steps[7].ctl_gate == SR_GATE_JUDGED);
+        CHECK(r->steps[7].author == SR_AUTHOR_SMALL && r->steps[8].ctl_reason == SR_CTL_BASE);
         CHECK(r->steps[0].ctl_e_base_ms < r->steps[0].ctl_e_spec_ms);
-        CHECK(r->stats.n_ctl_base == 4 && r->stats.n_ctl_spec == 1 && r->stats.n_ctl_probes == 1);
-        CHECK(r->stats.n_sync_tokens == 3); /* "b0\n\nb1\n\nb2\n\n" in one catch-up */
-        CHECK_STR(s.ctx.data + s.ctx.len - strlen("b2\n\np3\n\n"), "b2\n\np3\n\n");
+        CHECK(r->stats.n_ctl_base == 8 && r->stats.n_ctl_spec == 1 && r->stats.n_ctl_probes == 1);
+        CHECK(r->stats.n_sync_tokens == 7); /* "b0\n\n" .. "b6\n\n" in one catch-up */
+        CHECK_STR(s.ctx.data + s.ctx.len - strlen("b6\n\np7\n\n"), "b6\n\np7\n\n");
         check_ctx_prefix(&s, r, "2+2?");
         check_ctx(&b, r, "2+2?", false);
     }

@@ -197,8 +197,8 @@ static void config_settings(struct config *c, const struct sr_run_params *rp, co
         int pol = m->policy >= 0 ? m->policy : (int)rp->policy;
         /* policy always is what spec ran before the controller: its records keep their hash */
         if (pol != SR_POLICY_ALWAYS)
-            sr_buf_printf(&b, "policy=%d/%.9g/%.9g/%d\n", pol, (double)rp->ctl_precision, (double)rp->ctl_audit,
-                          rp->ctl_probe_max);
+            sr_buf_printf(&b, "policy=%d/%.9g/%.9g/%d/%d%s\n", pol, (double)rp->ctl_precision, (double)rp->ctl_audit,
+                          rp->ctl_probe_max, (int)rp->ctl_gate_label, rp->ctl_verify_rewrite ? "/verify" : "");
         /* pipelining changes time only; a mode that forces it is timed apart */
         if (m->pipeline >= 0) sr_buf_printf(&b, "pipeline=%d\n", m->pipeline);
     }

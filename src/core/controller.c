@@ -8,14 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PROBE_MIN 4
+#define PROBE_MIN 8
 
 struct sr_ctl_params sr_ctl_default_params(void) {
     struct sr_ctl_params p = {
         .precision = 0.97f,
         .audit = 0.1f,
         .probe_max = 64,
-        .warmup = 4,
+        .warmup = 2,
         .cal_min = 16,
         .cal_target = 48,
         .prior_accept = 0.7f,
@@ -55,12 +55,19 @@ double sr_ctl_median(const struct sr_ctl_win *w) {
     return w->n % 2 ? t[w->n / 2] : 0.5 * (t[w->n / 2 - 1] + t[w->n / 2]);
 }
 
+static int cmp_float_desc(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
 static void reset_gate(struct sr_ctl_model *m, const struct sr_ctl_params *p, uint64_t key) {
     m->key = key;
     m->p_reject = 1.0 - p->prior_accept;
+    m->p_change = 1.0 - p->prior_accept;
     m->n_judged = 0;
     m->cal_n = m->cal_i = 0;
     m->level = INFINITY;
+    m->fit_a = m->fit_b = 0.0;
     m->skip_ewma = 0.0;
     m->n_eligible = 0;
     m->since_probe = 0;
@@ -87,49 +94,69 @@ double sr_ctl_skip_rate(const struct sr_ctl *c) {
 
 double sr_ctl_acceptance(const struct sr_ctl *c) { return 1.0 - c->m.p_reject; }
 
-/* Wilson score lower bound (z = 1) of a proportion a/n (weighted counts). */
-static double wilson_lo(double a, double n) {
-    if (n <= 0) return 0.0;
-    const double z = 1.0;
-    double ph = a / n, z2 = z * z;
-    return (ph + z2 / (2.0 * n) - z * sqrt(ph * (1.0 - ph) / n + z2 / (4.0 * n * n))) / (1.0 + z2 / n);
-}
+/* The gate's feature: log(eps + -conf) of the draft's lowest token log-probability (conf <= 0;
+ * larger = less confident). The logistic fit is close to linear in it (measured: docs). */
+static double gate_x(float conf) { return log(1e-3 + (conf < 0.0f ? -(double)conf : 0.0)); }
 
-struct label {
-    float conf, w;
-    bool acc;
-};
-
-static int cmp_label_desc(const void *a, const void *b) {
-    float x = ((const struct label *)a)->conf, y = ((const struct label *)b)->conf;
-    return (x < y) - (x > y);
-}
-
-/* The lowest level whose set of labels at or above it (at least cal_min of them) has a Wilson
- * lower bound of acceptance >= precision, and whose cal_min lowest labels are accepted at a rate
- * >= precision; +INF if none. */
+/* Platt scaling: a weighted logistic fit of P(label | x) = 1 / (1 + exp(-(a + b x))) over the
+ * calibration labels (Newton's method, a small ridge so that separable or one-sided label sets
+ * stay finite), and the lower bound (z = 1, delta method) of the fitted log-odds at x. The level
+ * is the lowest label confidence at and above which every label's bound reaches `precision`:
+ * a draft is skipped only where the judge-free outcome is predicted positive with at least that
+ * probability. A selection that depends on the confidence alone (judging below the level,
+ * auditing above it) leaves such a fit unbiased. +INF with fewer than cal_min labels. */
 static void recalibrate(struct sr_ctl *c) {
     struct sr_ctl_model *m = &c->m;
     m->level = INFINITY;
     if (!gate_on(c) || m->cal_n < c->p.cal_min) return;
-    struct label t[SR_CTL_CAL];
-    for (int i = 0; i < m->cal_n; i++) t[i] = (struct label){m->cal_conf[i], m->cal_w[i], m->cal_acc[i]};
-    qsort(t, (size_t)m->cal_n, sizeof *t, cmp_label_desc);
-    /* Prefix sums of weights and accepted weights, so the band of the cal_min lowest labels of
-     * each candidate set is checked too: a set can be good on average with a bad bottom. */
-    double A[SR_CTL_CAL + 1], N[SR_CTL_CAL + 1];
-    A[0] = N[0] = 0.0;
-    for (int k = 1; k <= m->cal_n; k++) {
-        N[k] = N[k - 1] + t[k - 1].w;
-        A[k] = A[k - 1] + (t[k - 1].acc ? t[k - 1].w : 0.0);
+    const double l2 = 0.1; /* a ridge toward even odds: a prior worth a few labels */
+    double a = 0.0, b = 0.0, haa = 0, hab = 0, hbb = 0;
+    for (int it = 0; it < 50; it++) {
+        double ga = l2 * a, gb = l2 * b;
+        haa = hbb = l2;
+        hab = 0;
+        for (int i = 0; i < m->cal_n; i++) {
+            double x = gate_x(m->cal_conf[i]), w = m->cal_w[i];
+            double p = 1.0 / (1.0 + exp(-(a + b * x))), y = m->cal_acc[i] ? 1.0 : 0.0;
+            ga += w * (p - y);
+            gb += w * (p - y) * x;
+            double q = w * p * (1.0 - p);
+            haa += q;
+            hab += q * x;
+            hbb += q * x * x;
+        }
+        double det = haa * hbb - hab * hab;
+        if (!(det > 0)) return;
+        double da = (hbb * ga - hab * gb) / det, db = (haa * gb - hab * ga) / det;
+        a -= da;
+        b -= db;
+        if (fabs(da) + fabs(db) < 1e-7) break;
     }
-    int b = c->p.cal_min;
-    for (int k = b > 1 ? b : 1; k <= m->cal_n; k++) {
-        if (k < m->cal_n && t[k].conf == t[k - 1].conf) continue; /* a level cannot split ties */
-        double band = (A[k] - A[k - b]) / (N[k] - N[k - b]);
-        if (wilson_lo(A[k], N[k]) >= (double)c->p.precision && band >= (double)c->p.precision)
-            m->level = t[k - 1].conf;
+    /* The Hessian at the fit (its inverse: the covariance of a, b). */
+    haa = hbb = l2;
+    hab = 0;
+    for (int i = 0; i < m->cal_n; i++) {
+        double x = gate_x(m->cal_conf[i]), p = 1.0 / (1.0 + exp(-(a + b * x))), q = m->cal_w[i] * p * (1.0 - p);
+        haa += q;
+        hab += q * x;
+        hbb += q * x * x;
     }
+    double det = haa * hbb - hab * hab;
+    if (!(det > 0) || !isfinite(a) || !isfinite(b)) return;
+    double vaa = hbb / det, vbb = haa / det, vab = -hab / det;
+    double target = log((double)c->p.precision / (1.0 - (double)c->p.precision));
+    float t[SR_CTL_CAL];
+    memcpy(t, m->cal_conf, (size_t)m->cal_n * sizeof *t);
+    qsort(t, (size_t)m->cal_n, sizeof *t, cmp_float_desc);
+    for (int k = 0; k < m->cal_n; k++) {
+        if (k > 0 && t[k] == t[k - 1]) continue;
+        double x = gate_x(t[k]);
+        double se = sqrt(fmax(0.0, vaa + 2.0 * vab * x + vbb * x * x));
+        if (a + b * x - se < target) break;
+        m->level = t[k];
+    }
+    m->fit_a = a;
+    m->fit_b = b;
 }
 
 struct est {
@@ -178,7 +205,7 @@ bool sr_ctl_draft(struct sr_ctl *c, struct sr_ctl_step *cs) {
     }
     /* While the gate has too few labels to skip, judge on as long as skipping could pay. */
     if (gate_on(c) && !isfinite(m->level) && m->cal_n < c->p.cal_target) {
-        double opt = (1.0 - (double)c->p.audit) * (1.0 - m->p_reject);
+        double opt = (1.0 - (double)c->p.audit) * (1.0 - m->p_change);
         if (e_spec(c, &e, opt) < cs->e_base_ms) {
             cs->reason = SR_CTL_WARMUP;
             return true;
@@ -234,15 +261,19 @@ void sr_ctl_observe(struct sr_ctl *c, const struct sr_ctl_step *cs, const struct
     if (o->n_step > 0) win_push(&m->step_len, o->n_step);
     if (o->speculated && !isnan(o->conf_min) && isfinite(m->level)) {
         bool above = o->conf_min >= m->level;
-        m->skip_ewma = (1.0 - c->p.alpha) * m->skip_ewma + c->p.alpha * (above ? 1.0 : 0.0);
+        const double as = 0.1; /* slower than verdicts: the skip share is a long-run rate */
+        m->skip_ewma = (1.0 - as) * m->skip_ewma + as * (above ? 1.0 : 0.0);
     }
     if (o->judged) {
         m->n_judged++;
         m->p_reject = (1.0 - c->p.alpha) * m->p_reject + c->p.alpha * (o->accepted ? 0.0 : 1.0);
+        bool label = c->p.label_judge ? o->accepted : o->accepted || o->same;
+        m->p_change = (1.0 - c->p.alpha) * m->p_change + c->p.alpha * (label ? 0.0 : 1.0);
         if (!isnan(o->conf_min)) {
             m->cal_conf[m->cal_i] = o->conf_min;
-            m->cal_acc[m->cal_i] = o->accepted;
-            m->cal_w[m->cal_i] = cs->gate == SR_GATE_AUDIT && c->p.audit > 0.0f ? 1.0f / c->p.audit : 1.0f;
+            m->cal_acc[m->cal_i] = label;
+            /* A negative audit stands for the skipped drafts it was sampled from. */
+            m->cal_w[m->cal_i] = cs->gate == SR_GATE_AUDIT && !label && c->p.audit > 0.0f ? 1.0f / c->p.audit : 1.0f;
             m->cal_i = (m->cal_i + 1) % SR_CTL_CAL;
             if (m->cal_n < SR_CTL_CAL) m->cal_n++;
             recalibrate(c);

@@ -8,11 +8,14 @@
  *     prefill of candidate + suffix), the base model catching up on unjudged steps, and the small
  *     model adopting base steps; each the median of a window of recent steps;
  *   - the judge's acceptance, smoothed (EWMA from a prior) so it follows changes;
- *   - the judge-skip gate: judged drafts (their lowest token log-probability, the judge's verdict)
- *     form a calibration set; the level is the lowest confidence above which a lower confidence
- *     bound (Wilson, z = 1) of the judge's acceptance reaches `precision`. An audit's label
- *     weighs 1/audit (it stands for the skipped drafts it was sampled from), so one audit the
- *     judge rejects raises the level at once.
+ *   - the judge-skip gate: judged drafts (their lowest token log-probability and a label) form a
+ *     calibration set, fitted by Platt scaling (logistic in log(1e-3 - conf)); the level is the
+ *     lowest confidence at and above which a lower bound (z = 1) of the fitted probability of a
+ *     positive label reaches `precision`. The label (`label_judge` false, the default) is the
+ *     step's outcome: the draft was kept, or the judge rejected it and the base model wrote the
+ *     same text (so skipping the judge would have changed nothing); with `label_judge` it is the
+ *     judge's verdict alone. A negative audit weighs 1/audit (it stands for the skipped drafts it
+ *     was sampled from), so one bad audit raises the level at once.
  * Speculating is chosen when
  *   E_spec = small_tok*L + skip*catchup_tok*L + (1-skip)*judge_tok*(L+S) + reject*(base_tok+sync_tok)*L
  * is below E_base = (base_tok + sync_tok)*L (L = median step tokens, S = judge suffix tokens,
@@ -50,12 +53,14 @@ struct sr_ctl_model {
     uint64_t key; /* hash of the judge settings the gate and acceptance belong to */
     struct sr_ctl_win small_tok, base_tok, judge_tok, catch_tok, sync_tok, step_len, suffix_len;
     double p_reject;  /* EWMA of rejections per judged draft */
+    double p_change;  /* EWMA of negative gate labels per judged draft */
     int64_t n_judged; /* judged drafts seen (labels) */
     float cal_conf[SR_CTL_CAL];
     bool cal_acc[SR_CTL_CAL];
-    float cal_w[SR_CTL_CAL]; /* weight: 1, or 1/audit for an audit (it stands for the skipped ones) */
+    float cal_w[SR_CTL_CAL]; /* weight: 1, or 1/audit for a negative audit (it stands for the skipped ones) */
     int32_t cal_n, cal_i;
     float level;       /* gate level; +INF = not calibrated */
+    double fit_a, fit_b; /* the gate's logistic fit: log-odds of a positive label = a + b*log(1e-3 - conf) */
     double skip_ewma;  /* EWMA of drafts at or above the level (what the gate may skip) */
     int64_t n_eligible; /* drafts above the level (audit sampling counter) */
     int32_t since_probe, probe;
@@ -65,11 +70,12 @@ struct sr_ctl_params {
     float precision;   /* gate target; >= 1 = never skip */
     float audit;       /* fraction of skippable drafts judged anyway */
     int32_t probe_max; /* largest probe interval */
-    int32_t warmup;    /* judged drafts before any cost decision (default 4) */
+    int32_t warmup;    /* judged drafts before any cost decision (default 2) */
     int32_t cal_min;   /* labels the gate needs before it may skip (default 16) */
     int32_t cal_target; /* warm-up keeps judging until this many labels while the gate could pay (48) */
     float prior_accept; /* acceptance before any label (0.7) */
     float alpha;        /* EWMA weight of the newest verdict (0.25) */
+    bool label_judge;   /* gate labels: the judge's verdict (true) or the step's outcome (false) */
 };
 
 /* What the controller said about one step, and the model state it used. */
@@ -85,6 +91,8 @@ struct sr_ctl_obs {
     bool speculated;
     bool judged;
     bool accepted;          /* the judge's verdict (judged only) */
+    bool same;              /* judged only: the adopted step is the draft (accepted, or rewritten
+                               by the base model to the same text) */
     float conf_min;         /* NAN = unknown */
     int32_t n_draft;
     double t_draft_ms;

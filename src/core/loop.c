@@ -104,6 +104,8 @@ enum sr_status sr_run_params_check(const struct sr_run_params *p, struct sr_erro
         return sr_seterr(err, SR_ERR_INVALID_ARG, "policy must be auto, always or never");
     if (!(p->ctl_precision > 0.0f && p->ctl_precision <= 1.0f))
         return sr_seterr(err, SR_ERR_INVALID_ARG, "ctl_precision must be in (0, 1]");
+    if (p->ctl_gate_label != SR_LABEL_OUTCOME && p->ctl_gate_label != SR_LABEL_JUDGE)
+        return sr_seterr(err, SR_ERR_INVALID_ARG, "ctl_gate_label must be outcome or judge");
     if (!(p->ctl_audit >= 0.0f && p->ctl_audit <= 1.0f))
         return sr_seterr(err, SR_ERR_INVALID_ARG, "ctl_audit must be in [0, 1]");
     if (p->pipeline != SR_PIPE_AUTO && p->pipeline != SR_PIPE_ON && p->pipeline != SR_PIPE_OFF)
@@ -130,6 +132,10 @@ struct run {
     size_t errlen;
     bool cancelled;
     struct sr_lm *drafter; /* token-level drafts for the base model (spec_decode), or NULL */
+    /* Policy auto with ctl_verify_rewrite, greedy, no spec_decode: the small model (itself, not a
+     * pipeline proxy) proposes tokens when the base model rewrites a rejected draft, which it
+     * often rewrites to the same text; verified in batches, faster. NULL = plain. */
+    struct sr_lm *redrafter;
     struct sr_sd_stats sd;
     int64_t t_start_us;
     int64_t b0_small, b0_base, d0_small, d0_base; /* backend time and decode counters at the start */
@@ -157,6 +163,8 @@ struct step {
     int32_t n_tok;       /* tokens of the adopted text in its author's tokenizer */
     int32_t n_draft;     /* tokens of the small draft (0 if none) */
     bool keep_draft;     /* the rejected draft is kept in the step record */
+    bool redo_same;      /* rejected, and the base model wrote the draft's text again */
+    bool redrafted;      /* the rewrite was verified against the small model's tokens */
     const char *tail;    /* what follows the step in the result text (the delimiter) */
     size_t tlen;
     /* the controller (policy auto) */
@@ -435,11 +443,21 @@ static enum sr_status rewrite_rejected(struct run *r, struct step *w) {
     if (st != SR_OK) return fail(r, r->small, st, "small model rollback");
     w->t_sync += ms_since(t0);
     t0 = sr_time_us();
-    st = base_write(r, r->delim, r->p->max_step_tokens, w->ms0, &w->g);
+    if (r->redrafter) { /* the small model stands where the base model does (both rolled back) */
+        struct sr_sd_params sd = {r->p->draft_max, r->p->draft_min, r->p->draft_p_min};
+        st = r->base->ops->generate_spec(r->base, r->redrafter, r->delim, r->p->max_step_tokens, &sd, &w->g, &r->sd);
+        enum sr_status rs = r->redrafter->ops->rollback(r->redrafter, w->ms0);
+        if (st == SR_OK && rs != SR_OK) return fail(r, r->redrafter, rs, "small model rollback");
+        w->redrafted = true;
+    } else {
+        st = base_write(r, r->delim, r->p->max_step_tokens, w->ms0, &w->g);
+    }
     w->t_base = ms_since(t0);
     if (st != SR_OK) return fail(r, r->base, st, "base model writing");
     w->author = SR_AUTHOR_BASE_REJECT;
     w->n_tok = w->g.n_tokens;
+    w->redo_same = w->g.text.len == w->d.text.len &&
+                   (w->g.text.len == 0 || memcmp(w->g.text.data, w->d.text.data, w->g.text.len) == 0);
     return small_adopts_base_step(r, w);
 }
 
@@ -561,10 +579,11 @@ static void observe(struct run *r, const struct step *w) {
     if (!r->use_ctl) return;
     double t_step = w->t_draft + w->t_judge + w->t_base + w->t_sync + w->catch_ms;
     struct sr_ctl_obs o = {.speculated = w->drafted, .judged = w->judged, .accepted = w->verdict,
+                           .same = w->verdict || w->redo_same,
                            .conf_min = w->cs.conf_min, .n_draft = w->n_draft, .t_draft_ms = w->t_draft,
                            .n_judge_tokens = w->n_judge_tok, .n_suffix_tokens = w->n_suffix_tok,
-                           .t_judge_ms = w->t_judge, .n_base = w->author == SR_AUTHOR_BASE_REJECT ||
-                           w->author == SR_AUTHOR_BASE_FORCED ? w->n_tok : 0, .t_base_ms = w->t_base,
+                           .t_judge_ms = w->t_judge, .n_base = !w->redrafted && (w->author == SR_AUTHOR_BASE_REJECT ||
+                           w->author == SR_AUTHOR_BASE_FORCED) ? w->n_tok : 0, .t_base_ms = w->t_base,
                            .n_sync = w->sync_n, .t_sync_ms = w->sync_ms, .n_catchup = w->catch_n,
                            .t_catchup_ms = w->catch_ms, .n_step = w->n_tok, .t_step_ms = t_step};
     sr_ctl_observe(&r->ctl, &w->cs, &o);
@@ -812,9 +831,10 @@ static void finish_stats(struct run *r) {
 
 /* The controller's key: the settings its gate labels and acceptance depend on. */
 uint64_t sr_loop_ctl_key(const struct sr_run_params *p) {
-    char num[96];
-    snprintf(num, sizeof num, "%.9g|%d|%.9g|%.9g", (double)p->threshold, (int)p->score_method,
-             (double)p->small.temperature, (double)p->small.top_p);
+    char num[160];
+    snprintf(num, sizeof num, "%.9g|%d|%.9g|%.9g|%d|%.9g|%.9g", (double)p->threshold, (int)p->score_method,
+             (double)p->small.temperature, (double)p->small.top_p, (int)p->ctl_gate_label,
+             (double)p->base.temperature, (double)p->base.top_p); /* outcome labels: the base model rewrites */
     uint64_t h = sr_ctl_hash(0, num);
     h = sr_ctl_hash(h, p->prompt_template ? p->prompt_template : SR_PROMPT_MATH);
     h = sr_ctl_hash(h, p->judge_prompt ? p->judge_prompt : SR_JUDGE_PROMPT);
@@ -875,6 +895,12 @@ enum sr_status sr_loop_run_chat_shared(struct sr_lm *small, struct sr_lm *base, 
     r.errbuf = errbuf;
     r.errlen = errlen;
     r.drafter = use_sd ? small : NULL;
+    if (p->mode == SR_MODE_SPEC && p->policy == SR_POLICY_AUTO && !use_sd && p->ctl_verify_rewrite &&
+        p->small.temperature <= 0.0f &&
+        p->base.temperature <= 0.0f && base->ops->generate_spec && base->ops->draft_compatible) {
+        char why[256];
+        if (base->ops->draft_compatible(base, small, why, sizeof why)) r.redrafter = small;
+    }
     r.b0_small = small ? small->t_backend_us : 0;
     r.b0_base = base ? base->t_backend_us : 0;
     r.d0_small = small ? small->n_decode : 0;
@@ -886,6 +912,7 @@ enum sr_status sr_loop_run_chat_shared(struct sr_lm *small, struct sr_lm *base, 
         cp.precision = p->ctl_precision;
         cp.audit = p->ctl_audit;
         cp.probe_max = p->ctl_probe_max;
+        cp.label_judge = p->ctl_gate_label == SR_LABEL_JUDGE;
         struct sr_ctl_model m;
         sr_ctl_init(&r.ctl, &cp, sr_ctl_shared_get(shared, &m) ? &m : NULL, sr_loop_ctl_key(p));
     }
