@@ -139,16 +139,21 @@ static bool parse_legacy_logprobs(const json_t *lp, struct sr_rp_completion *c, 
     return true;
 }
 
-/* llama-server's native /completion: {content, tokens:[ids], stop_type, tokens_predicted,
- * tokens_evaluated, completion_probabilities?:[{id, token, logprob, top_logprobs}]} */
-static bool parse_native(const json_t *root, struct sr_rp_completion *c, char *err, size_t errlen) {
-    const json_t *text = json_object_get(root, "content");
-    if (!json_is_string(text)) { snprintf(err, errlen, "'content' is not a string"); return false; }
+/* The generated text (a JSON string named `what` in messages) into c->text, NUL-terminated. */
+static bool take_text(const json_t *text, const char *what, struct sr_rp_completion *c, char *err, size_t errlen) {
+    if (!json_is_string(text)) { snprintf(err, errlen, "%s is not a string", what); return false; }
     c->text_len = json_string_length(text);
     c->text = malloc(c->text_len + 1);
     if (!c->text) { snprintf(err, errlen, "out of memory"); return false; }
     memcpy(c->text, json_string_value(text), c->text_len);
     c->text[c->text_len] = '\0';
+    return true;
+}
+
+/* llama-server's native /completion: {content, tokens:[ids], stop_type, tokens_predicted,
+ * tokens_evaluated, completion_probabilities?:[{id, token, logprob, top_logprobs}]} */
+static bool parse_native(const json_t *root, struct sr_rp_completion *c, char *err, size_t errlen) {
+    if (!take_text(json_object_get(root, "content"), "'content'", c, err, errlen)) return false;
     const json_t *stype = json_object_get(root, "stop_type");
     if (json_is_string(stype)) {
         const char *f = json_string_value(stype);
@@ -197,13 +202,7 @@ bool sr_rp_parse_completion(const char *body, size_t len, struct sr_rp_completio
         snprintf(err, errlen, "no choices[0] in the response");
         goto done;
     }
-    const json_t *text = json_object_get(ch, "text");
-    if (!json_is_string(text)) { snprintf(err, errlen, "choices[0].text is not a string"); goto done; }
-    c->text_len = json_string_length(text);
-    c->text = malloc(c->text_len + 1);
-    if (!c->text) { snprintf(err, errlen, "out of memory"); goto done; }
-    memcpy(c->text, json_string_value(text), c->text_len);
-    c->text[c->text_len] = '\0';
+    if (!take_text(json_object_get(ch, "text"), "choices[0].text", c, err, errlen)) goto done;
     const json_t *fr = json_object_get(ch, "finish_reason");
     if (json_is_string(fr)) {
         const char *f = json_string_value(fr);
