@@ -29,32 +29,9 @@ ev=$build/specreason-eval
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-dir=${SR_PAIR_DIR:-}
-if [ -z "$dir" ]; then
-    cache=${SPECREASON_CACHE:-$HOME/.cache/specreason}
-    for d in $(ls -td "$cache"/pair/*/ 2>/dev/null); do
-        [ -f "$d/meta.json" ] && { dir=${d%/}; break; }
-    done
-fi
-[ -n "$dir" ] && [ -f "$dir/meta.json" ] || { echo "bench_pipeline.sh: no trained pair (set SR_PAIR_DIR)" >&2; exit 1; }
-small=$dir/small.gguf
-base=$dir/base.gguf
-label=trained
-if [ -n "${SR_PAIR_PAD:-}" ]; then
-    IFS=, read -r pad_small pad_base <<<"$SR_PAIR_PAD"
-    case "$pad_small,$pad_base" in *[!0-9,]*|,*|*,) echo "bench_pipeline.sh: SR_PAIR_PAD must be SMALL_FF,BASE_FF" >&2; exit 2 ;; esac
-    train=${SR_TRAIN:-$build/tools/train/sr-train}
-    ps=$dir/small-ff$pad_small.gguf
-    pb=$dir/base-ff$pad_base.gguf
-    [ -f "$ps" ] || "$train" pad -m "$small" -o "$ps" --ff "$pad_small"
-    [ -f "$pb" ] || "$train" pad -m "$base" -o "$pb" --ff "$pad_base"
-    small=$ps
-    base=$pb
-    label="trained, padded $SR_PAIR_PAD"
-fi
+. "$(dirname "$0")/pair_models.sh"
+pair_models bench_pipeline.sh "$build"
 data=$dir/heldout.jsonl
-jp=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["judge_prompt"])' "$dir/meta.json")
-jf=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["judge_prefill"])' "$dir/meta.json")
 common=(--small "$small" --base "$base" -d "$data" --temp 0 -t 7 -l "$n" --progress lines --policy always
         --template raw --judge-prompt "$jp" --judge-prefill "$jf" --ctx 512 --budget 256 --max-step-tokens 32
         --max-answer-tokens 16)
