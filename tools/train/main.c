@@ -32,7 +32,7 @@
 #include "task.h"
 #include "train.h"
 
-#define TRAINER_VERSION "4"
+#define TRAINER_VERSION "5"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Settings                                                                                   */
@@ -76,7 +76,7 @@ static struct settings settings_default(void) {
     s.judge_prefill = TK_JUDGE_PREFILL;
     s.seed = 1;
     s.n_heldout = 1000;
-    s.n_mistakes = 6000; /* ~2,600 wrong steps; collected beside the base model's first phase */
+    s.n_mistakes = 8000; /* ~3,500 wrong steps; collected beside the base model's first phase */
     s.n_eval = 200;
     s.threads = 2;
     s.time_limit_s = 0;
@@ -109,11 +109,11 @@ static struct settings settings_default(void) {
     s.base.mark_weight = 4;
     s.base.p_mark = 0.5f;
     s.base.suffix_weight = 1;
-    s.base.judge_steps = 1790; /* judge-heavy: 13 min on one core here */
+    s.base.judge_steps = 3000; /* judge-heavy, data-parallel: 4 + 4 rows a step over both processes */
     s.base.judge_lr = 1e-3f;
     s.base.judge_frac2 = 0.8f;
     s.base.judge_weight2 = 8;
-    s.base.judge_dp = 0; /* opt-in (--judge-dp 1) until a data-parallel recipe is measured: docs/TRAINING.md */
+    s.base.judge_dp = 1; /* the judge phase over both pair processes (--judge-dp 0: alone); docs/TRAINING.md */
     return s;
 }
 
