@@ -9,6 +9,7 @@
 #include <string.h>
 
 #define PROBE_MIN 8
+#define PROBE_BUDGET 0.02 /* share of the base model's time that probes may cost */
 
 struct sr_ctl_params sr_ctl_default_params(void) {
     struct sr_ctl_params p = {
@@ -68,7 +69,9 @@ static void reset_gate(struct sr_ctl_model *m, const struct sr_ctl_params *p, ui
     m->cal_n = m->cal_i = 0;
     m->level = INFINITY;
     m->fit_a = m->fit_b = 0.0;
+    m->dc_n = m->dc_i = 0;
     m->skip_ewma = 0.0;
+    m->skip_seeded = false;
     m->n_eligible = 0;
     m->since_probe = 0;
     m->probe = PROBE_MIN;
@@ -86,10 +89,18 @@ void sr_ctl_init(struct sr_ctl *c, const struct sr_ctl_params *p, const struct s
 
 static bool gate_on(const struct sr_ctl *c) { return c->p.precision < 1.0f; }
 
+/* The share of the recent drafts at or above the level. */
+static double window_share(const struct sr_ctl_model *m) {
+    if (m->dc_n == 0) return 0.0;
+    int32_t above = 0;
+    for (int32_t i = 0; i < m->dc_n; i++) above += m->draft_conf[i] >= m->level;
+    return (double)above / m->dc_n;
+}
+
 double sr_ctl_skip_rate(const struct sr_ctl *c) {
     const struct sr_ctl_model *m = &c->m;
     if (!gate_on(c) || !isfinite(m->level)) return 0.0;
-    return m->skip_ewma * (1.0 - (double)c->p.audit);
+    return (m->skip_seeded ? m->skip_ewma : window_share(m)) * (1.0 - (double)c->p.audit);
 }
 
 double sr_ctl_acceptance(const struct sr_ctl *c) { return 1.0 - c->m.p_reject; }
@@ -188,6 +199,17 @@ static double e_spec(const struct sr_ctl *c, const struct est *e, double skip) {
 
 static double e_base(const struct est *e) { return (e->cb + e->css) * e->L; }
 
+/* An optimistic share of positive gate labels, for the warm-up's "could skipping pay" (the
+ * labels' mean under a uniform prior plus one standard error): a few unlucky early labels must
+ * not end the exploration that would show a gate worth having (an EWMA after one rejection of
+ * two did), and a pair whose drafts are all rejected still ends it within a few labels. */
+static double label_ucb(const struct sr_ctl_model *m) {
+    int32_t pos = 0;
+    for (int32_t i = 0; i < m->cal_n; i++) pos += m->cal_acc[i];
+    double n = m->cal_n + 2.0, q = (pos + 1.0) / n;
+    return fmin(1.0, q + sqrt(q * (1.0 - q) / n));
+}
+
 bool sr_ctl_draft(struct sr_ctl *c, struct sr_ctl_step *cs) {
     struct sr_ctl_model *m = &c->m;
     struct est e;
@@ -203,9 +225,10 @@ bool sr_ctl_draft(struct sr_ctl *c, struct sr_ctl_step *cs) {
         cs->reason = SR_CTL_WARMUP;
         return true;
     }
-    /* While the gate has too few labels to skip, judge on as long as skipping could pay. */
-    if (gate_on(c) && !isfinite(m->level) && m->cal_n < c->p.cal_target) {
-        double opt = (1.0 - (double)c->p.audit) * (1.0 - m->p_change);
+    /* While the gate has few labels (its level is missing, or still high from a loose bound),
+     * speculate on as long as skipping could pay. */
+    if (gate_on(c) && m->cal_n < c->p.cal_target) {
+        double opt = (1.0 - (double)c->p.audit) * label_ucb(m);
         if (e_spec(c, &e, opt) < cs->e_base_ms) {
             cs->reason = SR_CTL_WARMUP;
             return true;
@@ -217,7 +240,16 @@ bool sr_ctl_draft(struct sr_ctl *c, struct sr_ctl_step *cs) {
         m->probe = PROBE_MIN < c->p.probe_max ? PROBE_MIN : c->p.probe_max;
         return true;
     }
-    if (++m->since_probe >= m->probe) {
+    /* A probe costs about e_spec - e_base more than letting the base model write; keep that under
+     * PROBE_BUDGET of the base model's time (a pair that loses by 70% probes every 35 steps at
+     * the least), so exploration stays cheap however badly speculation loses. */
+    int32_t need = m->probe;
+    double loss = cs->e_spec_ms / cs->e_base_ms - 1.0;
+    if (loss > 0) {
+        double n = ceil(loss / PROBE_BUDGET), cap = 4.0 * (c->p.probe_max > 0 ? c->p.probe_max : 1);
+        if (n > need) need = (int32_t)fmin(n, cap);
+    }
+    if (++m->since_probe >= need) {
         cs->reason = c->cur = SR_CTL_PROBE;
         m->since_probe = 0;
         m->probe = m->probe * 2 < c->p.probe_max ? m->probe * 2 : c->p.probe_max;
@@ -259,10 +291,16 @@ void sr_ctl_observe(struct sr_ctl *c, const struct sr_ctl_step *cs, const struct
     if (o->n_sync > 0) win_push(&m->sync_tok, o->t_sync_ms / o->n_sync);
     if (o->n_catchup > 0) win_push(&m->catch_tok, o->t_catchup_ms / o->n_catchup);
     if (o->n_step > 0) win_push(&m->step_len, o->n_step);
-    if (o->speculated && !isnan(o->conf_min) && isfinite(m->level)) {
-        bool above = o->conf_min >= m->level;
-        const double as = 0.1; /* slower than verdicts: the skip share is a long-run rate */
-        m->skip_ewma = (1.0 - as) * m->skip_ewma + as * (above ? 1.0 : 0.0);
+    if (o->speculated && !isnan(o->conf_min)) {
+        m->draft_conf[m->dc_i] = o->conf_min;
+        m->dc_i = (m->dc_i + 1) % SR_CTL_DRAFTS;
+        if (m->dc_n < SR_CTL_DRAFTS) m->dc_n++;
+        if (isfinite(m->level)) {
+            const double as = 0.1; /* slower than verdicts: the skip share is a long-run rate */
+            if (!m->skip_seeded) m->skip_ewma = window_share(m);
+            else m->skip_ewma = (1.0 - as) * m->skip_ewma + as * (o->conf_min >= m->level ? 1.0 : 0.0);
+            m->skip_seeded = true;
+        }
     }
     if (o->judged) {
         m->n_judged++;

@@ -21,10 +21,15 @@
  * is below E_base = (base_tok + sync_tok)*L (L = median step tokens, S = judge suffix tokens,
  * reject = expected rejections per draft). While the base model writes, speculation is probed
  * after `probe` base steps; a probe that does not change the decision doubles the interval (up
- * to probe_max), so exploration costs a bounded, shrinking share. A probe is always judged (it
+ * to probe_max), and the interval is at least what keeps a probe's expected extra cost
+ * (e_spec - e_base) under 2% of the base model's time, so exploration costs a bounded, shrinking
+ * share. A probe is always judged (it
  * is there to measure acceptance).
+ * The share the gate may skip (less the audits) is an EWMA of drafts at or above the level,
+ * seeded, when the level is first on, with the share among the recent drafts from before it (so
+ * it is known at once: started from zero, it would keep speculation looking dear and never learn).
  * Warm-up: the first judged drafts (and, while the gate could still pay, until it has enough
- * labels) are speculated and judged whatever the costs say.
+ * labels, even once it has a level) are speculated whatever the costs say.
  *
  * A model (struct sr_ctl_model) can outlive a run: the engine keeps one per loaded pair and each
  * run starts from a copy and writes its copy back (sr_ctl_shared), so a server or an evaluation
@@ -43,6 +48,7 @@
 
 #define SR_CTL_WIN 32  /* cost samples kept per quantity */
 #define SR_CTL_CAL 512 /* gate calibration labels kept */
+#define SR_CTL_DRAFTS 64 /* recent drafts' confidences kept (the gate's skip share) */
 
 struct sr_ctl_win {
     double v[SR_CTL_WIN];
@@ -61,7 +67,11 @@ struct sr_ctl_model {
     int32_t cal_n, cal_i;
     float level;       /* gate level; +INF = not calibrated */
     double fit_a, fit_b; /* the gate's logistic fit: log-odds of a positive label = a + b*log(1e-3 - conf) */
-    double skip_ewma;  /* EWMA of drafts at or above the level (what the gate may skip) */
+    float draft_conf[SR_CTL_DRAFTS]; /* confidences of the recent drafts, judged or not */
+    int32_t dc_n, dc_i;
+    double skip_ewma;  /* EWMA of drafts at or above the level (what the gate may skip), seeded
+                          from draft_conf once the level is on */
+    bool skip_seeded;
     int64_t n_eligible; /* drafts above the level (audit sampling counter) */
     int32_t since_probe, probe;
 };
