@@ -40,6 +40,9 @@ set_tests_properties(test_engine_fidelity PROPERTIES LABELS model FIXTURES_REQUI
 # Batching across sessions: batched == alone, merged decodes, reset clears only its own sequence.
 sr_add_test(test_batch SOURCES test_batch.c LABELS model FIXTURES models_sd ARGS ${SR_MODEL_DIR})
 target_link_libraries(test_batch PRIVATE Threads::Threads)
+# The same with two threads per decode: batched decodes through batch.c's one decode thread.
+add_test(NAME test_batch_threads2 COMMAND test_batch ${SR_MODEL_DIR} 2)
+set_tests_properties(test_batch_threads2 PROPERTIES LABELS model FIXTURES_REQUIRED models_sd TIMEOUT 1800)
 
 # The cost-aware controller alone, on synthetic cost/acceptance/confidence sequences.
 sr_add_test(test_controller SOURCES test_controller.c LABELS unit)

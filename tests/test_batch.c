@@ -7,7 +7,9 @@
  *   - their forward passes really were merged (fewer llama_decode calls than jobs);
  *   - a session's reset clears only its own sequence: another session's cache is untouched;
  *   - sessions beyond n_parallel get contexts of their own and still give the same output.
- * Usage: test_batch MODEL_DIR
+ *   - with THREADS > 1 the same, where every batched decode goes through the one decode thread
+ *     of batch.c (one OpenMP team for all models, whichever session is the runner).
+ * Usage: test_batch MODEL_DIR [THREADS]
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -18,6 +20,7 @@
 #include "testutil.h"
 
 static const char *dir;
+static int n_threads = 1;
 static const char *PROBLEMS[] = {"Compute 48 * 37 step by step.", "What is 2+3?", "Solve x^2 = 49 for x > 0.",
                                  "Count the primes below 30."};
 #define N 4
@@ -29,7 +32,7 @@ static struct sr_engine *load(int32_t n_parallel) {
     struct sr_engine_params ep = sr_engine_default_params();
     ep.small.path = sp;
     ep.base.path = bp;
-    ep.small.n_threads = ep.base.n_threads = 1;
+    ep.small.n_threads = ep.base.n_threads = n_threads;
     ep.small.n_ctx = ep.base.n_ctx = 1024;
     ep.n_parallel = n_parallel;
     struct sr_engine *e = NULL;
@@ -79,8 +82,10 @@ static void same(const struct sr_result *a, const struct sr_result *b, int i) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) { fprintf(stderr, "usage: test_batch MODEL_DIR\n"); return 2; }
+    if (argc < 2) { fprintf(stderr, "usage: test_batch MODEL_DIR [THREADS]\n"); return 2; }
     dir = argv[1];
+    if (argc > 2) n_threads = atoi(argv[2]);
+    if (n_threads < 1) n_threads = 1;
     sr_log_set(NULL, NULL, SR_LOG_ERROR);
 
     /* Reference: each problem alone on an engine without sharing. */

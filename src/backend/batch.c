@@ -24,6 +24,7 @@ struct job {
 
 struct sr_batcher {
     struct llama_context *ctx;
+    bool use_exec;         /* decodes go through the executor (more than one thread per decode) */
     int32_t n_seq_max, n_batch, n_vocab;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -36,6 +37,97 @@ struct sr_batcher {
     int64_t last_us;       /* duration of the previous decode */
     int64_t n_decodes, n_jobs;
 };
+
+/* ---- the decode executor ------------------------------------------------------------------
+ * With more than one thread per decode, ggml's CPU backend runs each graph on an OpenMP team of
+ * the thread that calls llama_decode, and every distinct calling thread gets a team of its own,
+ * whose threads spin after each graph before they sleep (libgomp's default; passive waiting
+ * instead makes each decode wait for sleeping threads to wake, 3x slower here). Sessions of a
+ * server run on their own threads and take turns as runners, so four sessions meant four teams
+ * spinning against one another: measured on 2 cores, 2 threads, 4 concurrent requests were 0.73x
+ * (SpecReason) and 0.62x (base model alone) of the same requests one after another. So every
+ * decode of a batcher whose context uses more than one thread is made on one process-wide
+ * thread, one team for all models, as in a single-threaded program. One thread per decode needs
+ * no team, and the runners decode themselves (two models' decodes can then overlap). */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t th;
+    int refs;   /* batchers using it */
+    bool stop;
+    bool busy;  /* a runner holds it */
+    bool pending, done;
+    struct llama_context *ctx;
+    const struct llama_batch *batch;
+    int32_t rc;
+} X = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+static pthread_mutex_t X_life = PTHREAD_MUTEX_INITIALIZER; /* serialises starting and joining it */
+
+static void *exec_main(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&X.mu);
+    for (;;) {
+        while (!X.pending && !X.stop) pthread_cond_wait(&X.cv, &X.mu);
+        if (!X.pending) break; /* stop, nothing left */
+        X.pending = false;
+        struct llama_context *ctx = X.ctx;
+        const struct llama_batch *bt = X.batch;
+        pthread_mutex_unlock(&X.mu);
+        int32_t rc = llama_decode(ctx, *bt);
+        pthread_mutex_lock(&X.mu);
+        X.rc = rc;
+        X.done = true;
+        pthread_cond_broadcast(&X.cv);
+    }
+    pthread_mutex_unlock(&X.mu);
+    return NULL;
+}
+
+/* Takes a reference on the executor, starting it; false if no thread could be started. */
+static bool exec_ref(void) {
+    pthread_mutex_lock(&X_life);
+    pthread_mutex_lock(&X.mu);
+    bool ok = true;
+    if (X.refs == 0) {
+        X.stop = false;
+        ok = pthread_create(&X.th, NULL, exec_main, NULL) == 0;
+    }
+    if (ok) X.refs++;
+    pthread_mutex_unlock(&X.mu);
+    pthread_mutex_unlock(&X_life);
+    return ok;
+}
+
+static void exec_unref(void) {
+    pthread_mutex_lock(&X_life);
+    pthread_mutex_lock(&X.mu);
+    bool last = --X.refs == 0;
+    if (last) {
+        X.stop = true;
+        pthread_cond_broadcast(&X.cv);
+    }
+    pthread_t th = X.th;
+    pthread_mutex_unlock(&X.mu);
+    if (last) pthread_join(th, NULL);
+    pthread_mutex_unlock(&X_life);
+}
+
+static int32_t exec_decode(struct llama_context *ctx, const struct llama_batch *bt) {
+    pthread_mutex_lock(&X.mu);
+    while (X.busy) pthread_cond_wait(&X.cv, &X.mu);
+    X.busy = true;
+    X.ctx = ctx;
+    X.batch = bt;
+    X.done = false;
+    X.pending = true;
+    pthread_cond_broadcast(&X.cv);
+    while (!X.done) pthread_cond_wait(&X.cv, &X.mu);
+    int32_t rc = X.rc;
+    X.busy = false;
+    pthread_cond_broadcast(&X.cv);
+    pthread_mutex_unlock(&X.mu);
+    return rc;
+}
 
 /* Whether the job wants the logits row of its token i. */
 static bool wants_row(const struct job *j, int32_t i) {
@@ -64,6 +156,7 @@ struct sr_batcher *sr_batcher_new(struct llama_context *ctx, int32_t n_seq_max, 
         return NULL;
     }
     b->ctx = ctx;
+    b->use_exec = (llama_n_threads(ctx) > 1 || llama_n_threads_batch(ctx) > 1) && exec_ref();
     b->n_seq_max = n_seq_max;
     b->n_batch = n_batch;
     b->n_vocab = n_vocab;
@@ -74,6 +167,7 @@ struct sr_batcher *sr_batcher_new(struct llama_context *ctx, int32_t n_seq_max, 
 
 void sr_batcher_free(struct sr_batcher *b) {
     if (!b) return;
+    if (b->use_exec) exec_unref();
     llama_batch_free(b->batch);
     llama_free(b->ctx);
     pthread_mutex_destroy(&b->mu);
@@ -198,6 +292,20 @@ static void run_once(struct sr_batcher *b) {
         total += j->n;
     }
     pthread_mutex_unlock(&b->mu);
+    /* In sequence order: with a cache stream per sequence, llama.cpp splits a batch into ubatches
+     * of consecutive sequence ids (llama_batch_allocr::split_equal, sequential), so jobs in
+     * arrival order (2, 0, 3, 1) took two or more passes where (0, 1, 2, 3) take one. Measured
+     * (padded pair, 4 concurrent base-model requests, 1 thread): 3.8 jobs a decode, yet 1.39x
+     * the same requests one after another. Each session has one job at a time. */
+    struct job *sorted = NULL;
+    while (taken) {
+        struct job *j = taken, **at = &sorted;
+        taken = j->next;
+        while (*at && (*at)->seq < j->seq) at = &(*at)->next;
+        j->next = *at;
+        *at = j;
+    }
+    taken = sorted;
 
     struct llama_batch *bt = &b->batch;
     bt->n_tokens = 0;
@@ -212,7 +320,7 @@ static void run_once(struct sr_batcher *b) {
         }
     }
     int64_t t0 = now_us();
-    int32_t rc = llama_decode(b->ctx, *bt);
+    int32_t rc = b->use_exec ? exec_decode(b->ctx, bt) : llama_decode(b->ctx, *bt);
     int64_t dt = now_us() - t0;
     int32_t off = 0;
     for (struct job *j = taken; j; j = j->next) {

@@ -1270,7 +1270,9 @@ enum sr_status sr_llama_model_share(struct sr_llama_model *m, int32_t n_seq, str
     cp.n_batch = cp.n_ctx < 2048 ? cp.n_ctx : 2048;
     cp.n_ubatch = cp.n_batch < 512 ? cp.n_batch : 512;
     cp.n_seq_max = (uint32_t)n_seq;
-    cp.kv_unified = false; /* each sequence its own cache stream of n_ctx tokens */
+    cp.kv_unified = false; /* each sequence its own cache stream of n_ctx tokens: its attention sees
+                              its cells in the order it wrote them, as alone (batch.c sorts a
+                              batch by sequence, so that llama.cpp can decode them in one pass) */
     cp.n_threads = m->n_threads;
     cp.n_threads_batch = m->n_threads_batch;
     cp.no_perf = true;
