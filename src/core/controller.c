@@ -227,7 +227,7 @@ bool sr_ctl_draft(struct sr_ctl *c, struct sr_ctl_step *cs) {
     }
     /* While the gate has few labels (its level is missing, or still high from a loose bound),
      * speculate on as long as skipping could pay. */
-    if (gate_on(c) && m->cal_n < c->p.cal_target) {
+    if (gate_on(c) && m->dc_n > 0 && m->cal_n < c->p.cal_target) { /* (drafts without a confidence: no gate) */
         double opt = (1.0 - (double)c->p.audit) * label_ucb(m);
         if (e_spec(c, &e, opt) < cs->e_base_ms) {
             cs->reason = SR_CTL_WARMUP;
