@@ -76,6 +76,21 @@ res["identical_text_pipe_vs_1plus1"] = sum(tp[i] == t1.get(i) for i in tp)
 res["identical_text_pipe_vs_spec"] = sum(tp[i] == t2.get(i) for i in tp)
 p = c["spec-pipe"]
 res["drafting_hidden_fraction"] = p["t_pipe_hidden_ms"] / p["t_pipe_draft_ms"] if p["t_pipe_draft_ms"] else None
+# The most pipelining can save with one thread per model: per problem, at most the smaller of the
+# small model's drafting and the base model's judging of spec-1+1 can overlap. An optimistic bound
+# (it ignores the two models slowing each other down): the best pipelined time, and its speed
+# against the unpipelined run on two threads (the issue's comparison) and on 1 + 1.
+best = sum(r["stats"]["t_total_ms"] - min(r["stats"]["t_small_ms"], r["stats"]["t_judge_ms"]) for r in cols["spec-1+1"])
+nb = max(1, len(cols["spec-1+1"]))
+res["pipelined_bound"] = {
+    "best_latency_ms_mean": best / nb,
+    "best_speed_vs_spec_mean": c["spec"]["latency_ms_mean"] / (best / nb) if best else None,
+    "best_speed_vs_spec_1plus1_mean": c["spec-1+1"]["latency_ms_mean"] / (best / nb) if best else None,
+    "t_small_ms_share_of_spec_1plus1": sum(r["stats"]["t_small_ms"] for r in cols["spec-1+1"]) /
+                                       max(1e-9, sum(r["stats"]["t_total_ms"] for r in cols["spec-1+1"])),
+    "t_judge_ms_share_of_spec_1plus1": sum(r["stats"]["t_judge_ms"] for r in cols["spec-1+1"]) /
+                                       max(1e-9, sum(r["stats"]["t_total_ms"] for r in cols["spec-1+1"])),
+}
 with open(out, "w") as f:
     json.dump(res, f, indent=1)
 pr = lambda *x: print("[bench_pipeline]", *x, file=sys.stderr)
@@ -89,6 +104,11 @@ pr("spec-pipe: %d drafts ahead, %d used, %d thrown away; drafting %.0f ms on the
    "loop waited %.0f ms" % (p["pipe_started"], p["pipe_used"], p["pipe_discarded"], p["t_pipe_draft_ms"],
                             p["t_pipe_hidden_ms"], "%.0f%%" % (100 * res["drafting_hidden_fraction"])
                             if res["drafting_hidden_fraction"] is not None else "-", p["t_pipe_wait_ms"]))
+pb = res["pipelined_bound"]
+pr("bound: perfect overlap of drafting and judging (1 + 1 threads) would take %.1f ms mean: %.2fx spec (2 threads), "
+   "%.2fx spec-1+1; drafting is %.0f%% and judging %.0f%% of spec-1+1's time" % (
+       pb["best_latency_ms_mean"], pb["best_speed_vs_spec_mean"] or 0, pb["best_speed_vs_spec_1plus1_mean"] or 0,
+       100 * pb["t_small_ms_share_of_spec_1plus1"], 100 * pb["t_judge_ms_share_of_spec_1plus1"]))
 pr("identical text: pipe vs 1+1 %d/%d, pipe vs spec (2 threads) %d/%d" % (
     res["identical_text_pipe_vs_1plus1"], len(tp), res["identical_text_pipe_vs_spec"], len(tp)))
 pr("wrote", out)

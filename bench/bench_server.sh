@@ -7,7 +7,12 @@
 # batching changes nothing). Then one request alone against the server versus the same run
 # through the `specreason` CLI (its own t_total_ms, model loading excluded; the server's
 # client-side latency includes HTTP and JSON): the server's overhead. All measured side by side in
-# one run, policy always (the reference algorithm; auto decides by timing).
+# one run, policy always (the reference algorithm; auto decides by timing; SR_BENCH_POLICY=auto
+# measures the default instead, where "same text" may differ by timing). The concurrency runs are
+# made twice: SpecReason (mode spec) and the base model alone (mode base, body field "mode"), so
+# the batching's gain on decoding (memory-bound: one pass over the weights serves every
+# sequence) shows next to SpecReason's, whose judge and catch-up prefills are compute-bound on a
+# CPU and gain only what merging adds to the matrix products' efficiency.
 # Models: the arguments (generic prompts), else the trained pair (scripts/pair.sh, or SR_PAIR_DIR)
 # on its held-out problems with its judge prompt, as bench_pair.sh runs it;
 # SR_PAIR_PAD=SMALL_FF,BASE_FF pads it as bench_pair.sh does (real weight traffic).
@@ -42,13 +47,13 @@ for f in "$small" "$base" "$build/specreason-server" "$build/specreason"; do
     [ -e "$f" ] || { echo "bench_server.sh: $f not found" >&2; exit 1; }
 done
 exec python3 - "$out" "$build" "$small" "$base" "${SR_BENCH_THREADS:-1}" "${SR_BENCH_REQUESTS:-8}" \
-    "${SR_BENCH_BUDGET:-256}" "$meta" <<'PY'
+    "${SR_BENCH_BUDGET:-256}" "$meta" "${SR_BENCH_POLICY:-always}" <<'PY'
 import http.client, json, os, re, signal, subprocess, sys, threading, time
 
 out, build, small, base, threads, n_req, budget = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]), int(sys.argv[7])
-meta = sys.argv[8]
+meta, policy = sys.argv[8], sys.argv[9]
 run = ["--threads", threads, "--threads-batch", threads, "--ctx", "512" if meta else "2048", "--budget", str(budget),
-       "--max-step-tokens", "32", "--max-answer-tokens", "16", "--greedy", "--template", "raw", "--policy", "always",
+       "--max-step-tokens", "32", "--max-answer-tokens", "16", "--greedy", "--template", "raw", "--policy", policy,
        "--threshold", "7"]
 if meta:
     m = json.load(open(meta))
@@ -70,10 +75,10 @@ if not port:
     sys.exit("bench_server.sh: the server did not start")
 threading.Thread(target=lambda: [None for _ in srv.stderr], daemon=True).start()
 
-def chat(p):
+def chat(p, mode="spec"):
     t0 = time.monotonic()
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=3600)
-    c.request("POST", "/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": p}]}),
+    c.request("POST", "/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": p}], "mode": mode}),
               {"Content-Type": "application/json"})
     r = c.getresponse()
     body = json.loads(r.read())
@@ -88,7 +93,7 @@ def full(body):
 
 answers = {}
 
-def batch(conc):
+def batch(conc, mode):
     lat, toks, lock, todo, same = [], [0], threading.Lock(), list(prompts), [True]
     def client():
         while True:
@@ -96,35 +101,39 @@ def batch(conc):
                 if not todo:
                     return
                 p = todo.pop(0)
-            dt, body = chat(p)
+            dt, body = chat(p, mode)
             with lock:
                 lat.append(dt)
                 toks[0] += body["usage"]["completion_tokens"]
-                if p in answers:
-                    same[0] = same[0] and answers[p] == full(body)
+                if (mode, p) in answers:
+                    same[0] = same[0] and answers[(mode, p)] == full(body)
                 else:
-                    answers[p] = full(body)
+                    answers[(mode, p)] = full(body)
     t0 = time.monotonic()
     ths = [threading.Thread(target=client) for _ in range(conc)]
     [t.start() for t in ths]
     [t.join() for t in ths]
     wall = time.monotonic() - t0
-    return {"concurrency": conc, "requests": len(lat), "wall_s": round(wall, 3),
+    return {"mode": mode, "concurrency": conc, "requests": len(lat), "wall_s": round(wall, 3),
             "completion_tokens": toks[0], "tokens_per_s": round(toks[0] / wall, 2),
             "mean_latency_s": round(sum(lat) / len(lat), 3), "same_text_as_sequential": same[0]}
 
 chat(prompts[0])  # warm-up
 res = {"small": small, "base": base, "threads": int(threads), "requests": n_req, "budget": budget, "flags": run,
-       "load_average_start": os.getloadavg()[0],
+       "policy": policy, "load_average_start": os.getloadavg()[0],
        "server_parallel": 4, "runs": []}
-for conc in (1, 2, 4):
-    r = batch(conc)
-    res["runs"].append(r)
-    print("concurrency %d: %.2f s total, %.1f tok/s, mean latency %.2f s, same text: %s" %
-          (conc, r["wall_s"], r["tokens_per_s"], r["mean_latency_s"], r["same_text_as_sequential"]), file=sys.stderr)
-seq = res["runs"][0]["wall_s"]
+for mode in ("spec", "base"):
+    for conc in (1, 2, 4):
+        r = batch(conc, mode)
+        res["runs"].append(r)
+        print("%s, concurrency %d: %.2f s total, %.1f tok/s, mean latency %.2f s, same text: %s" %
+              (mode, conc, r["wall_s"], r["tokens_per_s"], r["mean_latency_s"], r["same_text_as_sequential"]),
+              file=sys.stderr)
+seq = {r["mode"]: r["wall_s"] for r in res["runs"] if r["concurrency"] == 1}
 for r in res["runs"]:
-    r["speedup_vs_sequential"] = round(seq / r["wall_s"], 3)
+    r["speedup_vs_sequential"] = round(seq[r["mode"]] / r["wall_s"], 3)
+    print("%s, concurrency %d: %.3fx sequential" % (r["mode"], r["concurrency"], r["speedup_vs_sequential"]),
+          file=sys.stderr)
 
 # One request alone: server (client-side wall, and the run's own time) vs the CLI's run time.
 lone = []
